@@ -81,8 +81,9 @@ class Attention(nn.Module):
             s = keys.shape[2]
             keys = keys[:, :, None].expand(b, self.kv_heads, rep, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
             values = values[:, :, None].expand(b, self.kv_heads, rep, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
-        scores = torch.matmul(q, keys.transpose(2, 3)) * (self.head_dim**-0.5) + mask
-        probs = torch.softmax(scores.float(), dim=-1).to(x.dtype)
+        # Softmax in float32 whatever the model dtype; the mask is float32 too.
+        scores = torch.matmul(q, keys.transpose(2, 3)).float() * (self.head_dim**-0.5) + mask
+        probs = torch.softmax(scores, dim=-1).to(x.dtype)
         out = torch.matmul(probs, values).transpose(1, 2).reshape(b, t, self.heads * self.head_dim)
         return self.o_proj(out), k, v
 
@@ -102,16 +103,16 @@ class DecoderLayer(nn.Module):
         return x, k, v
 
 
-def attention_mask(past_len: torch.Tensor, past_size: int, new_size: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask [B,1,T,P+T]: row b sees its first past_len[b] cached positions and the
+def attention_mask(past_len: torch.Tensor, past_size: int, new_size: int) -> torch.Tensor:
+    """Additive float32 mask [B,1,T,P+T]: row b sees its first past_len[b] cached positions and the
     new positions up to its own (causal). Padded cache slots beyond past_len are hidden."""
     device = past_len.device
     past_ok = torch.arange(past_size, device=device)[None, None, :] < past_len[:, None, None]
     new_ok = torch.arange(new_size, device=device)[None, :] <= torch.arange(new_size, device=device)[:, None]
     b = past_len.shape[0]
     ok = torch.cat((past_ok.expand(b, new_size, past_size), new_ok[None].expand(b, new_size, new_size)), dim=-1)
-    zero = torch.zeros((), dtype=dtype, device=device)
-    neg = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=device)
+    zero = torch.zeros((), dtype=torch.float32, device=device)
+    neg = torch.full((), torch.finfo(torch.float32).min, dtype=torch.float32, device=device)
     return torch.where(ok, zero, neg)[:, None]
 
 
@@ -140,7 +141,7 @@ class Backbone(nn.Module):
             past_len = torch.zeros(b, dtype=torch.long, device=embeds.device)
         positions = past_len[:, None] + torch.arange(t, device=embeds.device)[None, :]
         cos, sin = self.rotary(positions)
-        mask = attention_mask(past_len, past[0][0].shape[2], t, embeds.dtype)
+        mask = attention_mask(past_len, past[0][0].shape[2], t)
         x, new = embeds, []
         for layer, (pk, pv) in zip(self.layers, past):
             x, k, v = layer(x, cos, sin, mask, pk, pv)
