@@ -117,8 +117,26 @@ def _tensor_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) or numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
 
 
+Dims = list  # of int (fixed) or str (named dynamic axis)
+
+
+def declare_shapes(model: onnx.ModelProto, dims: dict[str, Dims]) -> None:
+    """Write the documented shape of every graph input and output; shape inference alone
+    leaves some fixed sizes symbolic (e.g. the head count after the rotary embedding)."""
+    for vi in list(model.graph.input) + list(model.graph.output):
+        shape = vi.type.tensor_type.shape
+        shape.ClearField("dim")
+        for d in dims[vi.name]:
+            dim = shape.dim.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
+
+
 def save_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-               dynamic: dict[str, dict[int, str]], half: bool) -> None:
+               dims: dict[str, Dims], half: bool) -> None:
+    dynamic = {name: {i: d for i, d in enumerate(shape) if isinstance(d, str)} for name, shape in dims.items()}
     with tempfile.TemporaryDirectory() as tmpdir, torch.no_grad():
         tmp = Path(tmpdir) / "graph.onnx"
         torch.onnx.export(module, args, str(tmp), input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
@@ -126,6 +144,7 @@ def save_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], ou
         model = onnx.load(str(tmp), load_external_data=True)
     if half:
         retype_double_to_half(model)
+    declare_shapes(model, dims)
     for stale in (path, path.with_name(path.name + ".data")):
         stale.unlink(missing_ok=True)
     if _tensor_bytes(model) > EXTERNAL_DATA_THRESHOLD:
@@ -152,20 +171,21 @@ def export_calm(calm: CALM, tokenizer: Path, out: Path, half: bool = False, name
     b, t, p = 2, 3, 5
     past = [torch.zeros(b, hkv, p, dh, dtype=dt) for _ in range(2 * L)]
     pin, pout = past_names(L)
-    dyn = {"chunk_ids": {0: "batch", 1: "new"}, "past_len": {0: "batch"}, "hidden": {0: "batch", 1: "new"}}
-    dyn.update({n: {0: "batch", 2: "past"} for n in pin})
-    dyn.update({n: {0: "batch", 2: "new"} for n in pout})
+    d, l, ns = cfg.hidden_size, cfg.latent_size, cfg.noise_size
+    dyn = {"chunk_ids": ["batch", "new", k], "past_len": ["batch"], "hidden": ["batch", "new", d]}
+    dyn.update({n: ["batch", hkv, "past", dh] for n in pin})
+    dyn.update({n: ["batch", hkv, "new", dh] for n in pout})
     save_graph(BackboneGraph(calm),
                (torch.zeros(b, t, k, dtype=torch.long), torch.tensor([p, 2]), *past),
                out / "backbone.onnx", ["chunk_ids", "past_len", *pin], ["hidden", *pout], dyn, half)
     save_graph(HeadGraph(calm.mlp_generator),
                (torch.zeros(b, cfg.hidden_size, dtype=dt), torch.zeros(b, 3, cfg.noise_size, dtype=dt)),
                out / "head.onnx", ["hidden", "noise"], ["latent"],
-               {"hidden": {0: "batch"}, "noise": {0: "batch", 1: "samples"}, "latent": {0: "batch", 1: "samples"}}, half)
+               {"hidden": ["batch", d], "noise": ["batch", "samples", ns], "latent": ["batch", "samples", l]}, half)
     save_graph(DecoderGraph(ae), (torch.zeros(b, acfg.latent_size, dtype=dt),), out / "decoder.onnx",
-               ["latent"], ["token_ids"], {"latent": {0: "n"}, "token_ids": {0: "n"}}, half)
+               ["latent"], ["token_ids"], {"latent": ["n", l], "token_ids": ["n", k]}, half)
     save_graph(EncoderGraph(ae), (torch.zeros(b, k, dtype=torch.long),), out / "encoder.onnx",
-               ["token_ids"], ["mean", "log_std"], {"token_ids": {0: "n"}, "mean": {0: "n"}, "log_std": {0: "n"}}, half)
+               ["token_ids"], ["mean", "log_std"], {"token_ids": ["n", k], "mean": ["n", l], "log_std": ["n", l]}, half)
     files = {"tokenizer": "tokenizer.json", "backbone": "backbone.onnx", "head": "head.onnx",
              "decoder": "decoder.onnx", "encoder": "encoder.onnx"}
     return _finish(out, tokenizer, "calm", cfg, files, half, name,
@@ -183,9 +203,9 @@ def export_ar(ar: ARModel, tokenizer: Path, out: Path, half: bool = False, name:
     b, t, p = 2, 3, 5
     past = [torch.zeros(b, hkv, p, dh, dtype=dt) for _ in range(2 * L)]
     pin, pout = past_names(L)
-    dyn = {"input_ids": {0: "batch", 1: "new"}, "past_len": {0: "batch"}, "logits": {0: "batch", 1: "new"}}
-    dyn.update({n: {0: "batch", 2: "past"} for n in pin})
-    dyn.update({n: {0: "batch", 2: "new"} for n in pout})
+    dyn = {"input_ids": ["batch", "new"], "past_len": ["batch"], "logits": ["batch", "new", cfg.vocab_size]}
+    dyn.update({n: ["batch", hkv, "past", dh] for n in pin})
+    dyn.update({n: ["batch", hkv, "new", dh] for n in pout})
     save_graph(BackboneGraph(ar),
                (torch.zeros(b, t, dtype=torch.long), torch.tensor([p, 2]), *past),
                out / "backbone.onnx", ["input_ids", "past_len", *pin], ["logits", *pout], dyn, half)

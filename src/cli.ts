@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// `calm <command>`: the command-line entry point.
+import { inspectCommand } from './commands/inspect.js';
+
+const USAGE = `usage: calm <command> [options]
+
+commands:
+  inspect [DIR]   print a model bundle's manifest and check that its graphs load
+
+run \`calm <command> --help\` for a command's options`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'inspect':
+      return inspectCommand(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+      console.log(USAGE);
+      return command === undefined ? 1 : 0;
+    default:
+      console.error(`calm: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`calm: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

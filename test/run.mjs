@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// `npm test`: the TypeScript tests (node:test through tsx) and the model toolkit's pytest suite.
+// The Python suite needs Debian's torch; without it this says so plainly and skips it, and CI
+// (.ci/run) installs it so that CI always runs it.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const PYTHON = process.env.CALM_PYTHON ?? '/usr/bin/python3';
+const PY_MODULES = ['torch', 'onnx', 'numpy', 'pytest', 'regex'];
+
+function findTests(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return name === 'support' ? [] : findTests(path);
+    return name.endsWith('.test.ts') ? [relative(root, path)] : [];
+  });
+}
+
+function run(cmd, args, env = {}) {
+  console.log(`\n$ ${cmd} ${args.join(' ')}`);
+  return spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } }).status ?? 1;
+}
+
+const results = [];
+if (!only || only === 'ts') {
+  results.push(['typecheck', run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'])]);
+  const files = findTests(join(root, 'test')).sort();
+  results.push(['typescript', run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files])]);
+}
+if (!only || only === 'models') {
+  const probe = spawnSync(PYTHON, ['-c', `import ${PY_MODULES.join(', ')}`], { encoding: 'utf8' });
+  if (probe.status === 0) {
+    results.push(['models (pytest)', run(PYTHON, ['-m', 'pytest', '-q', 'models/tests'], { OPENBLAS_NUM_THREADS: '2' })]);
+  } else {
+    console.log(
+      `\nSKIPPED the model toolkit tests (models/tests): ${PYTHON} cannot import ${PY_MODULES.join(', ')}.\n` +
+        'Install them with: apt-get install -y --no-install-recommends python3-torch python3-onnx python3-numpy ' +
+        'python3-pytest python3-regex libopenblas0-pthread',
+    );
+    results.push(['models (pytest)', 'skipped']);
+  }
+}
+console.log('\nsummary:');
+for (const [name, status] of results) console.log(`  ${name}: ${status === 0 ? 'passed' : status === 'skipped' ? 'SKIPPED' : 'FAILED'}`);
+process.exitCode = results.some(([, s]) => s !== 0 && s !== 'skipped') ? 1 : 0;
