@@ -231,6 +231,8 @@ def _finish(out: Path, tokenizer: Path, kind: str, cfg: BackboneConfig, files: d
         "max_positions": cfg.max_position_embeddings,
         "context_tokens": cfg.max_position_embeddings * k,
         "special_tokens": {"pad": cfg.pad_token_id, "bos": cfg.bos_token_id, "eos": cfg.eos_token_id},
+        # training sequences are BOS + document, so a prompt must start with BOS too
+        "add_bos": True,
         **extra,
         "files": files,
     }

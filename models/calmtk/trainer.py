@@ -33,6 +33,9 @@ class TrainSettings:
     threads: int = 2
     save_every_s: float = 300.0
     eval_every_s: float = 300.0
+    # A step budget instead of a time budget (the schedule then follows steps): for tests and
+    # exactly repeatable runs.
+    max_steps: int = 0
 
 
 def add_train_args(ap, lr: float, minutes: float) -> None:
@@ -42,11 +45,13 @@ def add_train_args(ap, lr: float, minutes: float) -> None:
     ap.add_argument("--warmup-steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after N steps instead of --minutes")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
 
 
 def settings_from_args(args) -> TrainSettings:
-    return TrainSettings(out=args.out, minutes=args.minutes, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, threads=args.threads)
+    return TrainSettings(out=args.out, minutes=args.minutes, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
+                         threads=args.threads, max_steps=args.max_steps)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -113,9 +118,13 @@ def train(
     last_save = last_eval = elapsed
     ema: dict[str, float] = {}
     model.train()
-    while elapsed < budget:
+
+    def progress() -> float:
+        return step / s.max_steps if s.max_steps else elapsed / budget
+
+    while progress() < 1:
         t0 = time.time()
-        lr = lr_at(s, step, elapsed / budget)
+        lr = lr_at(s, step, progress())
         for g in opt.param_groups:
             g["lr"] = lr
         loss, stats = step_fn(rng)
@@ -130,7 +139,8 @@ def train(
             ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
         if step % 20 == 0:
             line = " ".join(f"{k} {v:.4f}" for k, v in ema.items())
-            sys.stdout.write(f"step {step} {line} lr {lr:.2e} | {_fmt(elapsed)} / {_fmt(budget)} ETA {_fmt(budget - elapsed)}\n")
+            eta = elapsed / progress() - elapsed
+            sys.stdout.write(f"step {step} {line} lr {lr:.2e} | {_fmt(elapsed)} elapsed, {progress():.1%}, ETA {_fmt(eta)}\n")
             sys.stdout.flush()
         if elapsed - last_eval >= s.eval_every_s:
             model.eval()

@@ -31,6 +31,8 @@ export interface BundleManifest {
   max_positions: number;
   context_tokens: number;
   special_tokens: SpecialTokens;
+  /** Prepend special_tokens.bos to every prompt (the models were trained on BOS + document). */
+  add_bos: boolean;
   latent_size?: number;
   noise_size?: number;
   files: Partial<Record<GraphName | 'tokenizer', string>>;
@@ -98,6 +100,7 @@ export function loadBundle(dirArg: string): Bundle {
       fail(dir, `special_tokens.${key} must be a token id below vocab_size ${m.vocab_size}`);
     }
   }
+  if (typeof m.add_bos !== 'boolean') fail(dir, 'add_bos must be true or false');
   if (typeof m.name !== 'string' || m.name.length === 0) fail(dir, 'name must be a non-empty string');
   const paths: Bundle['paths'] = {};
   for (const key of REQUIRED_FILES[m.kind]) {

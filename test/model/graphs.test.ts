@@ -6,7 +6,7 @@ import { graphSpec, signatureProblems } from '../../src/model/graphs.js';
 const manifest = {
   format: 'calm-bundle', version: 1, name: 't', kind: 'calm', dtype: 'float32', patch_size: 4, vocab_size: 100,
   hidden_size: 8, num_layers: 1, num_attention_heads: 2, num_kv_heads: 2, head_dim: 4, max_positions: 16,
-  context_tokens: 64, special_tokens: { pad: 0, bos: 1, eos: 2 }, latent_size: 3, noise_size: 5, files: {},
+  context_tokens: 64, special_tokens: { pad: 0, bos: 1, eos: 2 }, add_bos: true, latent_size: 3, noise_size: 5, files: {},
 } satisfies BundleManifest;
 
 test('a conforming signature has no problems', () => {
