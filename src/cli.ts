@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // `calm <command>`: the command-line entry point.
+import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
 
 const USAGE = `usage: calm <command> [options]
 
 commands:
+  generate        complete a prompt from the command line
   inspect [DIR]   print a model bundle's manifest and check that its graphs load
 
 run \`calm <command> --help\` for a command's options`;
@@ -12,6 +14,8 @@ run \`calm <command> --help\` for a command's options`;
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'generate':
+      return generateCommand(rest);
     case 'inspect':
       return inspectCommand(rest);
     case undefined:

@@ -1,0 +1,90 @@
+// Runs the bundle's graphs on batches. Knows tensors and the KV cache layout; nothing of
+// requests, sampling or HTTP. Every call records the time spent inside onnxruntime.
+import ort from 'onnxruntime-node';
+import type { KvArray, KvCache } from '../engine/kv-cache.js';
+import type { BundleManifest } from './bundle.js';
+import { floatArray, halfArray } from './float16.js';
+import type { Sessions } from './sessions.js';
+
+export type Stage = 'backbone' | 'head' | 'decoder';
+
+export class StageClock {
+  readonly ms: Record<Stage, number> = { backbone: 0, head: 0, decoder: 0 };
+  add(stage: Stage, ms: number): void {
+    this.ms[stage] += ms;
+  }
+  get total(): number {
+    return this.ms.backbone + this.ms.head + this.ms.decoder;
+  }
+  reset(): void {
+    this.ms.backbone = this.ms.head = this.ms.decoder = 0;
+  }
+}
+
+export class ModelRunner {
+  readonly clock = new StageClock();
+  private readonly half: boolean;
+  private readonly backboneOutputs: string[];
+
+  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, private readonly kv: KvCache) {
+    this.half = manifest.dtype === 'float16';
+    const first = manifest.kind === 'calm' ? 'hidden' : 'logits';
+    this.backboneOutputs = [first];
+    for (let i = 0; i < manifest.num_layers; i++) this.backboneOutputs.push(`new_key.${i}`, `new_value.${i}`);
+  }
+
+  /**
+   * One backbone call over cache rows [rowStart, rowStart + rows). `ids` holds newLen inputs per
+   * row (chunks of K for CALM, tokens for AR), right-padded where a row has fewer (`valid`).
+   * Writes the new KV rows into the cache and returns hidden states [rows, newLen, d] (CALM)
+   * or logits [rows, newLen, vocab] (AR), as float32.
+   */
+  async backbone(rowStart: number, rows: number, ids: BigInt64Array, newLen: number, pastLen: number[], valid: number[]): Promise<Float32Array> {
+    const m = this.manifest;
+    const cap = this.kv.capacity;
+    const type = this.half ? 'float16' : 'float32';
+    const feeds: Record<string, ort.Tensor> = {
+      past_len: new ort.Tensor('int64', BigInt64Array.from(pastLen, (n) => BigInt(n)), [rows]),
+    };
+    if (m.kind === 'calm') feeds.chunk_ids = new ort.Tensor('int64', ids, [rows, newLen, m.patch_size]);
+    else feeds.input_ids = new ort.Tensor('int64', ids, [rows, newLen]);
+    const kvDims = [rows, m.num_kv_heads, cap, m.head_dim];
+    for (let i = 0; i < m.num_layers; i++) {
+      feeds[`past_key.${i}`] = new ort.Tensor(type, this.kv.view(i, 'key', rowStart, rows), kvDims);
+      feeds[`past_value.${i}`] = new ort.Tensor(type, this.kv.view(i, 'value', rowStart, rows), kvDims);
+    }
+    const t0 = performance.now();
+    const out = await this.sessions.backbone!.run(feeds, this.backboneOutputs);
+    this.clock.add('backbone', performance.now() - t0);
+    for (let i = 0; i < m.num_layers; i++) {
+      this.kv.write(i, 'key', rowStart, out[`new_key.${i}`]!.data as KvArray, newLen, pastLen, valid);
+      this.kv.write(i, 'value', rowStart, out[`new_value.${i}`]!.data as KvArray, newLen, pastLen, valid);
+    }
+    const main = out[this.backboneOutputs[0]!]!.data as Float32Array | Uint16Array;
+    return main instanceof Uint16Array ? floatArray(main) : main;
+  }
+
+  /** Energy head: `samples` latent vectors for each of `rows` hidden states; noise is [rows, samples, noise_size]. */
+  async head(hidden: Float32Array, rows: number, samples: number, noise: Float32Array): Promise<Float32Array | Uint16Array> {
+    const m = this.manifest;
+    const type = this.half ? 'float16' : 'float32';
+    const feeds = {
+      hidden: new ort.Tensor(type, this.half ? halfArray(hidden) : hidden, [rows, m.hidden_size]),
+      noise: new ort.Tensor(type, this.half ? halfArray(noise) : noise, [rows, samples, m.noise_size!]),
+    };
+    const t0 = performance.now();
+    const out = await this.sessions.head!.run(feeds);
+    this.clock.add('head', performance.now() - t0);
+    return out.latent!.data as Float32Array | Uint16Array;
+  }
+
+  /** Decoder: n latent vectors -> n chunks of K token ids (argmax inside the graph). */
+  async decoder(latent: Float32Array | Uint16Array, n: number): Promise<BigInt64Array> {
+    const m = this.manifest;
+    const type = this.half ? 'float16' : 'float32';
+    const t0 = performance.now();
+    const out = await this.sessions.decoder!.run({ latent: new ort.Tensor(type, latent, [n, m.latent_size!]) });
+    this.clock.add('decoder', performance.now() - t0);
+    return out.token_ids!.data as BigInt64Array;
+  }
+}

@@ -1,0 +1,28 @@
+// Text <-> token ids through the bundle's tokenizer.json (@huggingface/tokenizers, pure JS).
+import { readFileSync } from 'node:fs';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { SpecialTokens } from './bundle.js';
+
+export class TextTokenizer {
+  private readonly tok: Tokenizer;
+  private readonly special: Set<number>;
+
+  constructor(path: string, special: SpecialTokens) {
+    this.tok = new Tokenizer(JSON.parse(readFileSync(path, 'utf8')) as object, {});
+    this.special = new Set([special.pad, special.bos, special.eos]);
+  }
+
+  encode(text: string): number[] {
+    return text.length === 0 ? [] : this.tok.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** Decodes, dropping special tokens (PAD, BOS, EOS never appear in returned text). */
+  decode(ids: readonly number[]): string {
+    const kept = ids.filter((id) => !this.special.has(id));
+    return kept.length === 0 ? '' : this.tok.decode(kept, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+  }
+
+  get vocabSize(): number {
+    return this.tok.get_vocab(true).size;
+  }
+}
