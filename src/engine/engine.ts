@@ -17,6 +17,7 @@ import type { KvCache } from './kv-cache.js';
 import { alignPrompt, type PromptPolicy } from './prompt.js';
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
+import { cutChunk } from './stopping.js';
 import type { EngineErrorCode, EngineEvent, EngineStats, FinishReason, GenerateRequest } from './types.js';
 
 export interface EngineOptions {
@@ -312,18 +313,9 @@ export class Engine {
   /** Applies one sampled chunk to a sequence: stopping rules, text, events. */
   private deliver(seq: Sequence, chunk: Int32Array, stepMs: number): void {
     seq.pending = chunk;
-    let ids = Array.from(chunk).filter((id) => id !== this.pad);
-    let finish: FinishReason | null = null;
-    const room = seq.request.maxTokens - seq.generated;
-    if (ids.length >= room) {
-      ids = ids.slice(0, room);
-      finish = 'length';
-    }
-    const eosAt = ids.indexOf(this.eos);
-    if (eosAt !== -1) {
-      ids = ids.slice(0, eosAt + 1);
-      finish = 'stop';
-    }
+    const cut = cutChunk(chunk, this.pad, this.eos, seq.request.maxTokens - seq.generated);
+    const ids = cut.ids;
+    let finish = cut.finish;
     seq.generated += ids.length;
     const { text, stopped } = seq.stop.push(seq.detokenizer.push(ids));
     if (stopped !== null) finish = 'stop';

@@ -99,6 +99,7 @@ export class Scheduler {
         s.row = dest;
       }
     }
-    this.rows = [...decode, ...prefill];
+    // Batches are built in list order, so the list must follow the rows.
+    this.rows = live.sort((a, b) => a.row - b.row);
   }
 }

@@ -1,0 +1,23 @@
+// Token-level stopping for one sampled chunk: PAD never reaches the output, max_tokens counts
+// tokens (the last chunk is cut), and an EOS inside a chunk ends the output right after it.
+import type { FinishReason } from './types.js';
+
+export interface CutChunk {
+  ids: number[];
+  finish: FinishReason | null;
+}
+
+export function cutChunk(chunk: ArrayLike<number>, pad: number, eos: number, room: number): CutChunk {
+  let ids = Array.from(chunk).filter((id) => id !== pad);
+  let finish: FinishReason | null = null;
+  if (ids.length >= room) {
+    ids = ids.slice(0, room);
+    finish = 'length';
+  }
+  const eosAt = ids.indexOf(eos);
+  if (eosAt !== -1) {
+    ids = ids.slice(0, eosAt + 1);
+    finish = 'stop';
+  }
+  return { ids, finish };
+}
