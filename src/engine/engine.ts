@@ -42,6 +42,9 @@ export interface StepTiming {
   batch: number;
   /** sequences that produced output this step */
   sampled: number;
+  /** CALM: energy-head samples drawn, and exact-sampler steps that hit their draw budget */
+  draws: number;
+  fallbacks: number;
 }
 
 export class EngineRequestError extends Error {
@@ -58,6 +61,8 @@ export class Engine {
   private readonly pad: number;
   private readonly eos: number;
   private steps = 0;
+  private draws = 0;
+  private fallbacks = 0;
   private wake: (() => void) | null = null;
   private stopped = false;
   /** time of the last loop iteration, for liveness (a stuck step stops updating it) */
@@ -243,6 +248,7 @@ export class Engine {
 
     const samplerStart = performance.now();
     const onnxBeforeSampling = this.runner.clock.total;
+    this.draws = this.fallbacks = 0;
     const chosen = this.bundle.manifest.kind === 'calm' ? await this.sampleChunks(ready) : this.sampleTokens(ready);
     const samplerMs = performance.now() - samplerStart - (this.runner.clock.total - onnxBeforeSampling);
 
@@ -262,6 +268,8 @@ export class Engine {
       samplerMs,
       batch: decoding.length + prefilling.length,
       sampled: chosen.length,
+      draws: this.draws,
+      fallbacks: this.fallbacks,
     });
     return true;
   }
@@ -296,7 +304,11 @@ export class Engine {
         const pool = Int32Array.from(ids, (v) => Number(v));
         group.forEach((r, i) => {
           const result = r.seq.sampler!.feed(pool.subarray(i * samples * this.k, (i + 1) * samples * this.k), r.seq.rng);
-          if (result) results.push([r.seq, result.chunk]);
+          if (result) {
+            results.push([r.seq, result.chunk]);
+            this.draws += result.draws;
+            if (result.fallback) this.fallbacks++;
+          }
           else next.push(r);
         });
       }

@@ -38,7 +38,7 @@ export class KvCache {
   constructor(readonly geometry: KvGeometry, limits: KvLimits) {
     this.maxRows = limits.maxRows;
     this.maxPositions = limits.maxPositions;
-    this.cap = Math.min(limits.initialCapacity ?? 16, this.maxPositions);
+    this.cap = Math.min(limits.initialCapacity ?? 64, this.maxPositions);
     this.allocate(this.cap);
   }
 

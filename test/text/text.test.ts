@@ -20,6 +20,11 @@ describe('incremental detokenizer', () => {
   const text = 'In the beginning 😀 God créated «the» heaven — and 東京.\nAmen.';
   const ids = tok.encode(text);
 
+  test('a long stream slides its window without losing or repeating text', () => {
+    const long = (text + ' ').repeat(20);
+    assert.equal(streamInChunks(tok.encode(long), 4).join(''), long);
+  });
+
   for (const k of [1, 2, 3, 4, 7]) {
     test(`deltas of ${k}-token chunks concatenate to the full text`, () => {
       assert.equal(streamInChunks(ids, k).join(''), text);
