@@ -196,7 +196,7 @@ export class Engine {
           ? new ExactSampler(this.k, { temperature: t, maxDraws: this.options.exactMaxDraws })
           : new BatchSampler(this.k, { temperature: t, poolSize: req.poolSize ?? this.options.defaultPoolSize });
     }
-    return new Sequence(req, Int32Array.from(aligned), promptPositions, promptTokens, new Rng(seed), seed, sampler, this.tokenizer, performance.now());
+    return new Sequence(req, Int32Array.from(aligned), promptPositions, promptTokens, new Rng(seed, req.seedStream ?? 0), seed, sampler, this.tokenizer, performance.now());
   }
 
   /** One engine step; false when there was nothing to do. */

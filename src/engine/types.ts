@@ -17,6 +17,8 @@ export interface GenerateRequest {
   /** CALM sampler for 0 < T < 1: the batch approximation (default) or the exact algorithm */
   sampler?: SamplerKind;
   seed?: number;
+  /** independent stream of the same seed (choice i of n uses stream i) */
+  seedStream?: number;
   stop?: string[];
   promptPolicy?: PromptPolicy;
 }

@@ -1,0 +1,170 @@
+// Every server setting in one table: its flag (`calm serve --max-running 32`), its environment
+// variable (`CALM_MAX_RUNNING=32`), its type, default and help. The flag wins over the
+// environment, the environment over the default. `calm serve --help` and README.md list them.
+import { readFileSync } from 'node:fs';
+import { ENGINE_DEFAULTS, type EngineConfig } from './engine/config.js';
+import { PROMPT_POLICIES, type PromptPolicy } from './engine/prompt.js';
+import { DEFAULT_MODEL_DIR } from './model/defaults.js';
+
+export interface ServerConfig extends EngineConfig {
+  host: string;
+  port: number;
+  /** accepted API keys; empty: no authentication */
+  apiKeys: string[];
+  /** allowed CORS origins ('*' for any); empty: CORS off */
+  corsOrigins: string[];
+  requestTimeoutMs: number;
+  bodyLimitBytes: number;
+  drainGraceMs: number;
+  /** /health fails when the engine loop has shown no sign of life for this long */
+  healthStallMs: number;
+  logLevel: string;
+  logPrompts: boolean;
+  /** model id reported by the API (default: the bundle's name) */
+  modelName: string;
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'bytes';
+
+interface Option {
+  key: keyof ServerConfig;
+  flag: string;
+  kind: Kind;
+  help: string;
+  /** extra environment names read before CALM_<FLAG> (PORT, HOST) */
+  alias?: string;
+  choices?: readonly string[];
+}
+
+export const OPTIONS: Option[] = [
+  { key: 'modelDir', flag: 'model', kind: 'string', help: 'model bundle directory' },
+  { key: 'modelName', flag: 'model-name', kind: 'string', help: "model id in the API (default: the bundle's name)" },
+  { key: 'host', flag: 'host', kind: 'string', alias: 'HOST', help: 'address to listen on' },
+  { key: 'port', flag: 'port', kind: 'int', alias: 'PORT', help: 'port to listen on' },
+  { key: 'device', flag: 'device', kind: 'string', choices: ['cpu', 'cuda'], help: 'onnxruntime execution provider' },
+  { key: 'intraOpThreads', flag: 'threads', kind: 'int', help: 'onnxruntime threads per operator (0: one per core)' },
+  { key: 'interOpThreads', flag: 'inter-op-threads', kind: 'int', help: 'onnxruntime threads across operators' },
+  { key: 'maxRunning', flag: 'max-running', kind: 'int', help: 'sequences decoded together at most (continuous batching)' },
+  { key: 'maxWaiting', flag: 'max-waiting', kind: 'int', help: 'requests queued at most; beyond it 429 with Retry-After' },
+  { key: 'kvCacheBytes', flag: 'kv-cache-bytes', kind: 'bytes', help: 'KV cache memory budget (bytes; suffixes k, m, g)' },
+  { key: 'maxContextTokens', flag: 'max-context-tokens', kind: 'int', help: "context limit in tokens (0: the model's)" },
+  { key: 'prefillChunk', flag: 'prefill-chunk', kind: 'int', help: 'prompt positions prefilled per sequence per step (chunked prefill)' },
+  { key: 'promptPolicy', flag: 'prompt-policy', kind: 'string', choices: PROMPT_POLICIES, help: 'alignment of prompts that are not a multiple of K' },
+  { key: 'defaultPoolSize', flag: 'pool-size', kind: 'int', help: 'default N of the batch sampler' },
+  { key: 'exactMaxDraws', flag: 'exact-max-draws', kind: 'int', help: 'draw budget per step of the exact sampler' },
+  { key: 'apiKeys', flag: 'api-keys', kind: 'list', help: 'comma-separated API keys (none: no authentication)' },
+  { key: 'apiKeys', flag: 'api-keys-file', kind: 'string', help: 'file with one API key per line (added to --api-keys)' },
+  { key: 'corsOrigins', flag: 'cors-origins', kind: 'list', help: "comma-separated allowed origins, '*' for any (none: CORS off)" },
+  { key: 'requestTimeoutMs', flag: 'request-timeout-ms', kind: 'int', help: 'a generation running longer is cancelled (0: no timeout)' },
+  { key: 'bodyLimitBytes', flag: 'body-limit', kind: 'bytes', help: 'largest request body' },
+  { key: 'drainGraceMs', flag: 'drain-grace-ms', kind: 'int', help: 'on SIGTERM, how long running requests may finish' },
+  { key: 'healthStallMs', flag: 'health-stall-ms', kind: 'int', help: '/health fails when the engine loop is stuck this long' },
+  { key: 'logLevel', flag: 'log-level', kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], help: 'log level' },
+  { key: 'logPrompts', flag: 'log-prompts', kind: 'bool', help: 'log prompt and completion text (debugging only)' },
+];
+
+export const SERVER_DEFAULTS: ServerConfig = {
+  ...ENGINE_DEFAULTS,
+  modelDir: DEFAULT_MODEL_DIR,
+  modelName: '',
+  host: '0.0.0.0',
+  port: 8000,
+  apiKeys: [],
+  corsOrigins: [],
+  requestTimeoutMs: 600_000,
+  bodyLimitBytes: 1 << 20,
+  drainGraceMs: 30_000,
+  healthStallMs: 30_000,
+  logLevel: 'info',
+  logPrompts: false,
+};
+
+export class ConfigError extends Error {}
+
+export function envName(flag: string): string {
+  return `CALM_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+function parseBytes(v: string, name: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]i?b?)?$/i.exec(v.trim());
+  if (!m) throw new ConfigError(`${name} must be a size such as 1073741824, 512m or 1g, got ${JSON.stringify(v)}`);
+  const unit = (m[2] ?? '').toLowerCase()[0];
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+  return Math.floor(Number(m[1]) * mult);
+}
+
+function convert(o: Option, v: string, source: string): unknown {
+  switch (o.kind) {
+    case 'int': {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${source} must be a non-negative integer, got ${JSON.stringify(v)}`);
+      return n;
+    }
+    case 'bool':
+      if (!['1', '0', 'true', 'false', 'yes', 'no', ''].includes(v.toLowerCase())) throw new ConfigError(`${source} must be true or false, got ${JSON.stringify(v)}`);
+      return ['1', 'true', 'yes', ''].includes(v.toLowerCase());
+    case 'list':
+      return v.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'bytes':
+      return parseBytes(v, source);
+    default:
+      if (o.choices && !o.choices.includes(v)) throw new ConfigError(`${source} must be one of ${o.choices.join(', ')}, got ${JSON.stringify(v)}`);
+      return v;
+  }
+}
+
+/** Reads flags (argv) and the environment into one config. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const config: ServerConfig = { ...SERVER_DEFAULTS, apiKeys: [], corsOrigins: [] };
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}`);
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    const o = OPTIONS.find((x) => x.flag === name);
+    if (!o) throw new ConfigError(`unknown option --${name} (see calm serve --help)`);
+    if (inline !== undefined) flags.set(name, inline);
+    else if (o.kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) flags.set(name, 'true');
+    else {
+      const next = argv[++i];
+      if (next === undefined) throw new ConfigError(`--${name} needs a value`);
+      flags.set(name, next);
+    }
+  }
+  let keysFile: string | undefined;
+  for (const o of OPTIONS) {
+    const envValue = (o.alias ? env[o.alias] : undefined) ?? env[envName(o.flag)];
+    const flagValue = flags.get(o.flag);
+    const raw = flagValue ?? envValue;
+    if (raw === undefined) continue;
+    const source = flagValue !== undefined ? `--${o.flag}` : o.alias && env[o.alias] !== undefined ? o.alias : envName(o.flag);
+    if (o.flag === 'api-keys-file') {
+      keysFile = raw;
+      continue;
+    }
+    (config as unknown as Record<string, unknown>)[o.key] = convert(o, raw, source);
+  }
+  if (keysFile) {
+    let text: string;
+    try {
+      text = readFileSync(keysFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read the API keys file ${keysFile}: ${(err as Error).message}`);
+    }
+    config.apiKeys.push(...text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+  }
+  if (config.port > 65535) throw new ConfigError(`port must be at most 65535, got ${config.port}`);
+  if (config.maxRunning < 1) throw new ConfigError('max-running must be at least 1');
+  if (config.prefillChunk < 1) throw new ConfigError('prefill-chunk must be at least 1');
+  config.promptPolicy = config.promptPolicy as PromptPolicy;
+  return config;
+}
+
+export function helpText(): string {
+  const rows = OPTIONS.map((o) => {
+    const def = o.flag === 'api-keys-file' ? '' : String((SERVER_DEFAULTS as unknown as Record<string, unknown>)[o.key] ?? '');
+    const env = [o.alias, envName(o.flag)].filter(Boolean).join(', ');
+    return `  --${o.flag.padEnd(20)} ${o.help}${o.choices ? ` (${o.choices.join('|')})` : ''}\n  ${''.padEnd(22)} env ${env}${def ? `; default ${def}` : ''}`;
+  });
+  return `usage: calm serve [options]\n\nEvery option can also be set by its environment variable; flags win.\n\n${rows.join('\n')}`;
+}
