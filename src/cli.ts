@@ -2,10 +2,12 @@
 // `calm <command>`: the command-line entry point.
 import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
+import { serveCommand } from './commands/serve.js';
 
 const USAGE = `usage: calm <command> [options]
 
 commands:
+  serve           the OpenAI-compatible HTTP server (calm serve --help)
   generate        complete a prompt from the command line
   inspect [DIR]   print a model bundle's manifest and check that its graphs load
 
@@ -14,6 +16,8 @@ run \`calm <command> --help\` for a command's options`;
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'serve':
+      return serveCommand(rest);
     case 'generate':
       return generateCommand(rest);
     case 'inspect':

@@ -9,6 +9,8 @@ export interface Admission {
   /** requests submitted to the engine and not yet finished */
   inflight: number;
   draining: boolean;
+  /** cancel functions of the running generations, for the end of a drain */
+  live: Set<() => void>;
 }
 
 export interface GenerationOptions {
@@ -59,11 +61,14 @@ export function startGeneration(opts: GenerationOptions, request: GenerateReques
   let resolveFinished!: (v: DoneEvent | ApiError) => void;
   const finished = new Promise<DoneEvent | ApiError>((r) => (resolveFinished = r));
   let timedOutError: ApiError | null = null;
+  const cancel = () => opts.engine.cancel(request.id);
+  opts.admission.live.add(cancel);
   const settle = (v: DoneEvent | ApiError) => {
     if (settled) return;
     settled = true;
     if (timer) clearTimeout(timer);
     opts.admission.inflight--;
+    opts.admission.live.delete(cancel);
     resolveFinished(v);
   };
   opts.engine.submit(request, (e) => {
@@ -92,6 +97,6 @@ export function startGeneration(opts: GenerationOptions, request: GenerateReques
   return {
     request,
     finished,
-    cancel: () => opts.engine.cancel(request.id),
+    cancel,
   };
 }

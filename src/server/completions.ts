@@ -1,0 +1,163 @@
+// POST /v1/completions: OpenAI's completions API, whole or streamed as server-sent events.
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { DoneEvent } from '../engine/types.js';
+import type { ServerContext } from './context.js';
+import { ApiError } from './errors.js';
+import { admit, type Generation, startGeneration } from './generation.js';
+import { type CompletionParams, engineRequests, parseCompletion } from './request.js';
+
+interface Choice {
+  index: number;
+  prompt: string | number[];
+  text: string;
+  /** text already sent (streaming) */
+  echoed: boolean;
+  result: DoneEvent | ApiError | null;
+}
+
+function promptText(ctx: ServerContext, prompt: string | number[]): string {
+  return typeof prompt === 'string' ? prompt : ctx.tokenizer.decode(prompt);
+}
+
+function usage(choices: Choice[], n: number) {
+  let prompt = 0;
+  let completion = 0;
+  choices.forEach((c, i) => {
+    if (c.result instanceof ApiError || !c.result) return;
+    if (i % n === 0) prompt += c.result.usage.promptTokens; // each prompt counts once, whatever n
+    completion += c.result.usage.completionTokens;
+  });
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function finishReason(r: DoneEvent): 'stop' | 'length' {
+  // A cancelled request has no client left to read this; report what OpenAI clients know.
+  return r.finishReason === 'stop' ? 'stop' : 'length';
+}
+
+export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  app.post('/v1/completions', async (req: FastifyRequest, reply: FastifyReply) => {
+    admit(ctx.generation, 1); // before parsing: refusing under load must stay cheap
+    const params = parseCompletion(req.body, ctx.served);
+    const requests = engineRequests(params, `cmpl-${randomUUID()}`);
+    admit(ctx.generation, requests.length);
+    const id = requests[0]!.id.replace(/-\d+$/, '');
+    const created = Math.floor(Date.now() / 1000);
+    const choices: Choice[] = requests.map((r, index) => ({ index, prompt: r.prompt, text: '', echoed: false, result: null }));
+    if (ctx.config.logPrompts) req.log.debug({ prompts: params.prompts }, 'completion prompts');
+    return params.stream
+      ? stream(ctx, req, reply, params, requests, choices, id, created)
+      : whole(ctx, req, params, requests, choices, id, created);
+  });
+}
+
+async function whole(ctx: ServerContext, req: FastifyRequest, params: CompletionParams, requests: ReturnType<typeof engineRequests>,
+  choices: Choice[], id: string, created: number) {
+  const gens: Generation[] = requests.map((r, i) => startGeneration(ctx.generation, r, (e) => (choices[i]!.text += e.text)));
+  const cancelAll = () => gens.forEach((g) => g.cancel());
+  req.raw.once('close', () => {
+    if (choices.some((c) => !c.result)) cancelAll();
+  });
+  await Promise.all(gens.map(async (g, i) => {
+    const r = await g.finished;
+    choices[i]!.result = r;
+    if (r instanceof ApiError) cancelAll();
+  }));
+  const failed = choices.find((c) => c.result instanceof ApiError);
+  if (failed) throw failed.result;
+  const body = {
+    id,
+    object: 'text_completion',
+    created,
+    model: ctx.served.id,
+    choices: choices.map((c) => {
+      const r = c.result as DoneEvent;
+      return { index: c.index, text: (params.echo ? promptText(ctx, c.prompt) : '') + c.text + r.text, finish_reason: finishReason(r), logprobs: null };
+    }),
+    usage: usage(choices, params.n),
+  };
+  logDone(ctx, req, choices, params);
+  return body;
+}
+
+async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams,
+  requests: ReturnType<typeof engineRequests>, choices: Choice[], id: string, created: number) {
+  const base = { id, object: 'text_completion', created, model: ctx.served.id };
+  const extra = params.includeUsage ? { usage: null } : {};
+  let open = false;
+  let closed = false;
+  const queued: string[] = [];
+  const send = (data: unknown) => {
+    const line = `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
+    if (closed) return;
+    if (open) reply.raw.write(line);
+    else queued.push(line);
+  };
+  const chunk = (c: Choice, text: string, finish: 'stop' | 'length' | null) => {
+    const prefix = params.echo && !c.echoed ? promptText(ctx, c.prompt) : '';
+    c.echoed = true;
+    send({ ...base, choices: [{ index: c.index, text: prefix + text, finish_reason: finish, logprobs: null }], ...extra });
+  };
+  // Headers wait for every choice's first event, so that a request the engine refuses
+  // (context too long) still gets its plain 4xx rather than a 200 stream with an error in it.
+  const firstEvents = choices.map(() => {
+    let resolve!: () => void;
+    const p = new Promise<void>((r) => (resolve = r));
+    return { p, resolve };
+  });
+  const gens: Generation[] = requests.map((r, i) =>
+    startGeneration(ctx.generation, r, (e) => {
+      firstEvents[i]!.resolve();
+      if (e.text.length > 0) chunk(choices[i]!, e.text, null);
+    }),
+  );
+  const cancelAll = () => gens.forEach((g) => g.cancel());
+  const all = Promise.all(gens.map(async (g, i) => {
+    const r = await g.finished;
+    firstEvents[i]!.resolve();
+    choices[i]!.result = r;
+    if (r instanceof ApiError) {
+      send({ error: r.body.error });
+      cancelAll();
+    } else chunk(choices[i]!, r.text, finishReason(r));
+  }));
+  req.raw.once('close', () => {
+    closed = true;
+    if (choices.some((c) => !c.result)) cancelAll();
+  });
+  await Promise.all(firstEvents.map((f) => f.p));
+  const refused = choices.find((c) => c.result instanceof ApiError);
+  if (refused && choices.every((c) => c.result !== null)) throw refused.result;
+  reply.hijack();
+  reply.raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': String(req.id),
+  });
+  open = true;
+  for (const line of queued.splice(0)) reply.raw.write(line);
+  await all;
+  if (params.includeUsage) send({ ...base, choices: [], usage: usage(choices, params.n) });
+  send('[DONE]');
+  reply.raw.end();
+  logDone(ctx, req, choices, params);
+}
+
+function logDone(ctx: ServerContext, req: FastifyRequest, choices: Choice[], params: CompletionParams): void {
+  const done = choices.map((c) => c.result).filter((r): r is DoneEvent => r !== null && !(r instanceof ApiError));
+  req.log.info({
+    completion: {
+      choices: choices.length,
+      prompt_tokens: usage(choices, params.n).prompt_tokens,
+      completion_tokens: done.reduce((n, r) => n + r.usage.completionTokens, 0),
+      finish: done.map((r) => r.finishReason),
+      queue_ms: Math.round(Math.max(0, ...done.map((r) => r.queueMs))),
+      total_ms: Math.round(Math.max(0, ...done.map((r) => r.totalMs))),
+      stream: params.stream,
+      ...(ctx.config.logPrompts ? { text: choices.map((c) => c.text) } : {}),
+    },
+  }, 'completion finished');
+}
