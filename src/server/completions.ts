@@ -48,16 +48,17 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     if (ctx.config.logPrompts) req.log.debug({ prompts: params.prompts }, 'completion prompts');
     return params.stream
       ? stream(ctx, req, reply, params, requests, choices, id, created)
-      : whole(ctx, req, params, requests, choices, id, created);
+      : whole(ctx, req, reply, params, requests, choices, id, created);
   });
 }
 
-async function whole(ctx: ServerContext, req: FastifyRequest, params: CompletionParams, requests: ReturnType<typeof engineRequests>,
+async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams, requests: ReturnType<typeof engineRequests>,
   choices: Choice[], id: string, created: number) {
   const gens: Generation[] = requests.map((r, i) => startGeneration(ctx.generation, r, (e) => (choices[i]!.text += e.text)));
   const cancelAll = () => gens.forEach((g) => g.cancel());
-  req.raw.once('close', () => {
-    if (choices.some((c) => !c.result)) cancelAll();
+  // The response's 'close' before it was written means the client went away.
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableEnded && choices.some((c) => !c.result)) cancelAll();
   });
   await Promise.all(gens.map(async (g, i) => {
     const r = await g.finished;
@@ -122,7 +123,8 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
       cancelAll();
     } else chunk(choices[i]!, r.text, finishReason(r));
   }));
-  req.raw.once('close', () => {
+  reply.raw.once('close', () => {
+    if (reply.raw.writableEnded) return;
     closed = true;
     if (choices.some((c) => !c.result)) cancelAll();
   });
