@@ -249,7 +249,7 @@ describe('admission and authentication', () => {
 
 test('SIGTERM: readiness off, new requests 503, running ones finish, exit 0', async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--port', '0', '--host', '127.0.0.1', '--threads', '1'], {
-    env: { ...process.env, CALM_DRAIN_GRACE_MS: '20000', CALM_LOG_LEVEL: 'info' },
+    env: { ...process.env, CALM_DRAIN_GRACE_MS: '120000', CALM_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let log = '';
@@ -263,7 +263,8 @@ test('SIGTERM: readiness off, new requests 503, running ones finish, exit 0', as
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const model = JSON.parse((await (await request(`${url}/v1/models`)).body.text())).data[0].id as string;
-  const running = post(url, { model, prompt: 'Drain me', max_tokens: 120 });
+  // Long enough to be still running while readiness and refusal are checked.
+  const running = post(url, { model, prompt: 'Drain me', max_tokens: 1200 });
   await new Promise((r) => setTimeout(r, 300));
   child.kill('SIGTERM');
   await until(async () => (await request(`${url}/ready`)).statusCode === 503);
@@ -272,6 +273,6 @@ test('SIGTERM: readiness off, new requests 503, running ones finish, exit 0', as
   assert.equal(refused.json().error.code, 'draining');
   const done = await running;
   assert.equal(done.status, 200);
-  assert.equal(done.json().usage.completion_tokens, 120);
+  assert.equal(done.json().usage.completion_tokens, 1200);
   assert.equal(await exited, 0);
 });

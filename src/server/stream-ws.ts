@@ -1,0 +1,267 @@
+// WebSocket streaming (docs/websocket.md): `GET /v1/stream`. A client sends JSON messages
+// ({"type":"generate"|"cancel"|"ping", "id", ...}); each generation streams one `chunk` message
+// per decode step and ends with `done` or `error`. Several generations share one socket; a bad
+// message is answered with an `error` and disturbs nothing else; closing the socket cancels
+// everything it started. Requests are validated exactly as POST /v1/completions validates them.
+import type { Socket } from 'node:net';
+import websocket from '@fastify/websocket';
+import type { FastifyInstance } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import type { DoneEvent } from '../engine/types.js';
+import type { ServerContext } from './context.js';
+import { ApiError, invalidRequest, serverError } from './errors.js';
+import { admit, type Generation, startGeneration } from './generation.js';
+import { engineRequests, parseCompletion } from './request.js';
+
+export const STREAM_PATH = '/v1/stream';
+export const MAX_CLIENT_ID_LENGTH = 256;
+
+export interface StreamRouteOptions {
+  /** server pings this often and terminates a socket that did not answer the previous ping; 0: off */
+  pingIntervalMs?: number;
+  /** largest message a client may send (bytes; default: the HTTP body limit); beyond it the socket is closed with 1009 */
+  maxPayload?: number;
+  /** a client that lets this much unread output pile up is disconnected (its generations are cancelled) */
+  maxBufferedBytes?: number;
+}
+
+export const STREAM_DEFAULTS: Required<StreamRouteOptions> = {
+  pingIntervalMs: 30_000,
+  maxPayload: 1 << 20,
+  maxBufferedBytes: 16 << 20,
+};
+
+// Messages the server sends.
+export interface ChunkMessage {
+  type: 'chunk';
+  id: string;
+  index: number;
+  token_ids: number[];
+  text: string;
+}
+
+export interface DoneMessage {
+  type: 'done';
+  id: string;
+  index: number;
+  finish_reason: DoneEvent['finishReason'];
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  seed: number;
+}
+
+export interface ErrorMessage {
+  type: 'error';
+  id: string | null;
+  /** the choice that failed; absent when the whole message was refused */
+  index?: number;
+  error: { message: string; type: string; param: string | null; code: string | null };
+  /** seconds, when the server is at capacity (429) or draining (503) */
+  retry_after?: number;
+}
+
+export interface PongMessage {
+  type: 'pong';
+  id: string | null;
+}
+
+export type ServerMessage = ChunkMessage | DoneMessage | ErrorMessage | PongMessage;
+
+/** One client generation: its choices (n x prompts) and how many have not ended yet. */
+interface Live {
+  generations: Generation[];
+  open: number;
+}
+
+function text(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function errorMessage(id: string | null, err: ApiError, index?: number): ErrorMessage {
+  return {
+    type: 'error',
+    id,
+    ...(index !== undefined ? { index } : {}),
+    error: err.body.error,
+    ...(err.retryAfter !== undefined ? { retry_after: err.retryAfter } : {}),
+  };
+}
+
+/** Fields of a generate message that belong to the protocol, not to the completion request. */
+const PROTOCOL_FIELDS = ['type', 'id', 'stream', 'stream_options'];
+
+/**
+ * Registers @fastify/websocket and `GET /v1/stream`. Call it on the root instance before
+ * `listen`/`ready`; global onRequest hooks (authentication) run before the upgrade.
+ */
+export async function registerStreamRoute(app: FastifyInstance, ctx: ServerContext, options: StreamRouteOptions = {}): Promise<void> {
+  const opts = { ...STREAM_DEFAULTS, maxPayload: ctx.config.bodyLimitBytes || STREAM_DEFAULTS.maxPayload, ...options };
+  await app.register(websocket, { options: { maxPayload: opts.maxPayload } });
+  // An upgrade refused with an HTTP response (401 from the auth hook, 429, 404...) must close its
+  // socket: Node detached it from the HTTP parser, so nothing else will. @fastify/websocket does
+  // it only when its own onRequest hook ran, which a hook registered before it (authentication)
+  // prevents by failing first; the socket then lingered and app.close() waited for it forever.
+  app.addHook('onResponse', (request, _reply, done) => {
+    const socket = request.raw.socket as Socket | null;
+    // (IncomingMessage.upgrade: true for a request Node handed to the 'upgrade' event; untyped)
+    const upgrade = (request.raw as { upgrade?: boolean }).upgrade === true;
+    if (upgrade && socket && !socket.destroyed) socket.destroy();
+    done();
+  });
+
+  // Keep-alive: one timer for all sockets of this route, running while there are any.
+  const sockets = new Map<WebSocket, { alive: boolean }>();
+  let pinger: NodeJS.Timeout | undefined;
+  const pingAll = () => {
+    for (const [socket, state] of sockets) {
+      if (!state.alive) {
+        socket.terminate();
+        continue;
+      }
+      state.alive = false;
+      if (socket.readyState === socket.OPEN) socket.ping();
+    }
+  };
+  const track = (socket: WebSocket) => {
+    const state = { alive: true };
+    sockets.set(socket, state);
+    socket.on('pong', () => (state.alive = true));
+    if (!pinger && opts.pingIntervalMs > 0) {
+      pinger = setInterval(pingAll, opts.pingIntervalMs);
+      pinger.unref();
+    }
+  };
+  const untrack = (socket: WebSocket) => {
+    sockets.delete(socket);
+    if (sockets.size === 0 && pinger) {
+      clearInterval(pinger);
+      pinger = undefined;
+    }
+  };
+  app.addHook('onClose', (_instance, done) => {
+    if (pinger) clearInterval(pinger);
+    pinger = undefined;
+    done();
+  });
+
+  let socketSeq = 0;
+
+  app.get(STREAM_PATH, { websocket: true }, (socket, request) => {
+    // Engine ids are unique server-wide: socket number, generation number, then the client's id.
+    const prefix = `ws-${++socketSeq}`;
+    let generationSeq = 0;
+    const live = new Map<string, Live>();
+    track(socket);
+
+    const send = (msg: ServerMessage) => {
+      if (socket.readyState !== socket.OPEN) return;
+      socket.send(JSON.stringify(msg));
+      if (socket.bufferedAmount > opts.maxBufferedBytes) {
+        request.log.warn({ buffered: socket.bufferedAmount }, 'websocket client does not read its stream; disconnecting');
+        socket.terminate();
+      }
+    };
+
+    const generate = (id: string, msg: Record<string, unknown>) => {
+      if (live.has(id)) {
+        throw invalidRequest(`a generation with id ${JSON.stringify(id)} is still running on this socket; ids must be unique among running generations`, 'id', 'duplicate_id');
+      }
+      const body: Record<string, unknown> = { ...msg };
+      for (const key of PROTOCOL_FIELDS) delete body[key];
+      const params = parseCompletion(body, ctx.served);
+      if (params.echo) throw invalidRequest('echo is not supported on the WebSocket stream: the client has its prompt', 'echo', 'unsupported_parameter');
+      const requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`);
+      admit(ctx.generation, requests.length);
+      const entry: Live = { generations: [], open: requests.length };
+      live.set(id, entry);
+      requests.forEach((req, index) => {
+        const g = startGeneration(ctx.generation, req, (e) => {
+          if (e.text.length === 0 && e.tokenIds.length === 0) return;
+          send({ type: 'chunk', id, index, token_ids: e.tokenIds, text: e.text });
+        });
+        entry.generations.push(g);
+        void g.finished.then((result) => {
+          if (result instanceof ApiError) {
+            send(errorMessage(id, result, index));
+          } else {
+            // Text held back for a possible stop string and released at the end.
+            if (result.text.length > 0) send({ type: 'chunk', id, index, token_ids: [], text: result.text });
+            const { promptTokens, completionTokens } = result.usage;
+            send({
+              type: 'done',
+              id,
+              index,
+              finish_reason: result.finishReason,
+              usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+              seed: result.seed,
+            });
+          }
+          if (--entry.open === 0 && live.get(id) === entry) live.delete(id);
+        });
+      });
+    };
+
+    const handle = (raw: string) => {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(raw);
+      } catch (err) {
+        throw invalidRequest(`the message is not valid JSON: ${(err as Error).message}`, null, 'invalid_json');
+      }
+      if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw invalidRequest('a message must be a JSON object', null, 'invalid_type');
+      const m = msg as Record<string, unknown>;
+      const rawId = m.id;
+      const id = typeof rawId === 'string' && rawId.length > 0 && rawId.length <= MAX_CLIENT_ID_LENGTH ? rawId : null;
+      const fail = (err: ApiError) => send(errorMessage(id, err));
+      try {
+        if (m.type === 'ping') {
+          send({ type: 'pong', id });
+          return;
+        }
+        if (m.type !== 'generate' && m.type !== 'cancel') {
+          throw invalidRequest(`unknown message type ${JSON.stringify(m.type ?? null)}: expected "generate", "cancel" or "ping"`, 'type', 'unknown_message_type');
+        }
+        if (id === null) {
+          throw rawId === undefined || rawId === null
+            ? invalidRequest(`id is required in a ${m.type} message`, 'id', 'missing_required_parameter')
+            : invalidRequest(`id must be a non-empty string of at most ${MAX_CLIENT_ID_LENGTH} characters`, 'id', 'invalid_type');
+        }
+        if (m.type === 'cancel') {
+          // An id that is not running (unknown, or just finished) is ignored: the race is normal.
+          for (const g of live.get(id)?.generations ?? []) g.cancel();
+          return;
+        }
+        generate(id, m);
+      } catch (err) {
+        if (err instanceof ApiError) fail(err);
+        else {
+          request.log.error({ err }, 'websocket message failed');
+          fail(serverError('The server failed while handling this message.'));
+        }
+      }
+    };
+
+    socket.on('message', (data) => {
+      try {
+        handle(text(data));
+      } catch (err) {
+        send(errorMessage(null, err instanceof ApiError ? err : serverError('The server failed while handling this message.')));
+      }
+    });
+
+    socket.on('close', () => {
+      untrack(socket);
+      // Cancelled generations leave the engine's batch (and free their cache row) at its next step.
+      let cancelled = 0;
+      for (const entry of live.values()) {
+        for (const g of entry.generations) {
+          g.cancel();
+          cancelled++;
+        }
+      }
+      live.clear();
+      request.log.debug({ cancelled }, 'websocket closed');
+    });
+  });
+}

@@ -1,0 +1,81 @@
+// A small real server for the route tests: the engine thread on the default CALM bundle, a
+// hand-assembled ServerContext, a bare fastify app with only the routes under test.
+import Fastify, { type FastifyInstance } from 'fastify';
+import { SERVER_DEFAULTS } from '../../src/config.js';
+import { EngineClient } from '../../src/engine/client.js';
+import { ENGINE_DEFAULTS } from '../../src/engine/config.js';
+import { loadBundle } from '../../src/model/bundle.js';
+import { DEFAULT_MODEL_DIR } from '../../src/model/defaults.js';
+import { TextTokenizer } from '../../src/model/tokenizer.js';
+import type { ServerContext } from '../../src/server/context.js';
+import type { Admission } from '../../src/server/generation.js';
+import { Metrics } from '../../src/server/metrics.js';
+
+export interface TestServer {
+  app: FastifyInstance;
+  ctx: ServerContext;
+  engine: EngineClient;
+  metrics: Metrics;
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** ws://127.0.0.1:<port> */
+  wsUrl: string;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  capacity?: number;
+  timeoutMs?: number;
+  /** called after the context exists and before listen: register the routes under test */
+  routes: (app: FastifyInstance, ctx: ServerContext, metrics: Metrics) => Promise<void> | void;
+}
+
+export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
+  const bundle = loadBundle(DEFAULT_MODEL_DIR);
+  const engine = await EngineClient.start({ ...ENGINE_DEFAULTS, modelDir: DEFAULT_MODEL_DIR, intraOpThreads: 1 });
+  const metrics = new Metrics(engine, bundle.manifest.name);
+  const admission: Admission = { inflight: 0, draining: false, live: new Set() };
+  const ctx: ServerContext = {
+    config: { ...SERVER_DEFAULTS, modelDir: DEFAULT_MODEL_DIR, intraOpThreads: 1, logLevel: 'silent' },
+    engine,
+    served: { id: bundle.manifest.name, kind: bundle.manifest.kind, vocabSize: bundle.manifest.vocab_size },
+    tokenizer: new TextTokenizer(bundle.paths.tokenizer!, bundle.manifest.special_tokens),
+    admission,
+    metrics,
+    generation: { engine, admission, metrics, capacity: options.capacity ?? 64, timeoutMs: options.timeoutMs ?? 60_000 },
+    startedAt: Date.now(),
+  };
+  const app = Fastify({ logger: false });
+  try {
+    await options.routes(app, ctx, metrics);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+  } catch (err) {
+    await app.close();
+    await engine.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    app,
+    ctx,
+    engine,
+    metrics,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    close: async () => {
+      await app.close();
+      await engine.close();
+    },
+  };
+}
+
+/** Polls `check` every 20 ms until it holds or `timeoutMs` passes; returns whether it held. */
+export async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return check();
+}
