@@ -32,7 +32,6 @@ export async function buildApp(ctx: ServerContext, metrics: Metrics): Promise<Fa
     logger: { level: ctx.config.logLevel, redact: ['req.headers.authorization'] },
     bodyLimit: ctx.config.bodyLimitBytes,
     requestIdHeader: 'x-request-id',
-    disableRequestLogging: false,
   });
   app.setErrorHandler((err: FastifyError | Error, req, reply) => {
     const api = toApiError(err);
