@@ -13,9 +13,9 @@ export interface Decoder {
 
 const REPLACEMENT = '\uFFFD';
 /** ids decoded at most before the window slides */
-const WINDOW = 32;
+const WINDOW = 16;
 /** ids kept when it slides (enough context for byte-level merges and leading spaces) */
-const KEEP = 8;
+const KEEP = 4;
 
 export class IncrementalDetokenizer {
   private readonly ids: number[] = [];
