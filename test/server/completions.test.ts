@@ -276,3 +276,48 @@ test('SIGTERM: readiness off, new requests 503, running ones finish, exit 0', as
   assert.equal(done.json().usage.completion_tokens, 1200);
   assert.equal(await exited, 0);
 });
+
+describe('liveness, timeouts and CORS', () => {
+  test('/health fails while the engine loop is stuck in a long step, and recovers', async () => {
+    const server = await serve({ healthStallMs: 250 });
+    try {
+      const model = server.ctx.served.id;
+      // A pool of 10,000 samples makes each step take seconds on a CPU: the loop shows no progress meanwhile.
+      const slow = post(server.url, { model, prompt: 'x', max_tokens: 8, temperature: 0.5, pool_size: 10_000 });
+      await until(async () => (await request(`${server.url}/health`)).statusCode === 503, 30_000);
+      assert.equal((await slow).status, 200);
+      await until(async () => (await request(`${server.url}/health`)).statusCode === 200);
+    } finally {
+      await server.drain();
+    }
+  });
+
+  test('a generation past the request timeout is cancelled with a 504 in the OpenAI shape', async () => {
+    const server = await serve({ requestTimeoutMs: 300 });
+    try {
+      const res = await post(server.url, { model: server.ctx.served.id, prompt: 'x', max_tokens: 5000 });
+      assert.equal(res.status, 504);
+      assert.equal(res.json().error.code, 'timeout');
+      await until(async () => server.ctx.engine.stats.running === 0);
+    } finally {
+      await server.drain();
+    }
+  });
+
+  test('CORS is off by default and answers preflights for configured origins', async () => {
+    const off = await serve();
+    const on = await serve({ corsOrigins: ['https://app.example'] });
+    try {
+      const preflight = (url: string) => request(`${url}/v1/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' },
+      });
+      assert.equal((await preflight(off.url)).headers['access-control-allow-origin'], undefined);
+      const res = await preflight(on.url);
+      assert.equal(res.headers['access-control-allow-origin'], 'https://app.example');
+    } finally {
+      await off.drain();
+      await on.drain();
+    }
+  });
+});
