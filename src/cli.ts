@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `calm <command>`: the command-line entry point.
+import { benchCommand } from './commands/bench.js';
 import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
 import { serveCommand } from './commands/serve.js';
@@ -9,6 +10,7 @@ const USAGE = `usage: calm <command> [options]
 commands:
   serve           the OpenAI-compatible HTTP server (calm serve --help)
   generate        complete a prompt from the command line
+  bench           serving benchmark against an OpenAI-compatible endpoint (calm bench --help)
   inspect [DIR]   print a model bundle's manifest and check that its graphs load
 
 run \`calm <command> --help\` for a command's options`;
@@ -20,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
       return serveCommand(rest);
     case 'generate':
       return generateCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
     case 'inspect':
       return inspectCommand(rest);
     case undefined:

@@ -329,19 +329,24 @@ export class Engine {
     const ids = cut.ids;
     let finish = cut.finish;
     seq.generated += ids.length;
-    const { text, stopped } = seq.stop.push(seq.detokenizer.push(ids));
+    let { text, stopped } = seq.stop.push(seq.detokenizer.push(ids));
     if (stopped !== null) finish = 'stop';
     if (finish === null && seq.pastLen >= this.kv.maxPositions) finish = 'length';
-    this.emit({ type: 'chunk', id: seq.id, tokenIds: ids, text, elapsedMs: performance.now() - seq.submittedAt, stepMs });
-    if (finish !== null) this.finish(seq, finish, stopped === null);
+    if (finish !== null && stopped === null) {
+      // The last chunk carries everything still held back, and the finish reason, so that
+      // streams end on a content event rather than an extra empty one.
+      const tail = seq.stop.push(seq.detokenizer.flush());
+      text += tail.stopped === null ? tail.text + seq.stop.flush() : tail.text;
+    }
+    this.emit({
+      type: 'chunk', id: seq.id, tokenIds: ids, text, elapsedMs: performance.now() - seq.submittedAt, stepMs,
+      ...(finish !== null ? { finishReason: finish } : {}),
+    });
+    if (finish !== null) this.finish(seq, finish);
   }
 
-  private finish(seq: Sequence, reason: FinishReason, releaseText = true): void {
-    let text = '';
-    if (reason !== 'cancelled' && releaseText) {
-      const tail = seq.stop.push(seq.detokenizer.flush());
-      text = tail.stopped === null ? tail.text + seq.stop.flush() : tail.text;
-    }
+  private finish(seq: Sequence, reason: FinishReason): void {
+    const text = '';
     seq.state = 'finished';
     this.byId.delete(seq.id);
     const now = performance.now();

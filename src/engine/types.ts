@@ -41,13 +41,15 @@ export interface ChunkEvent {
   elapsedMs: number;
   /** duration of the engine step that produced this chunk */
   stepMs: number;
+  /** set on the request's last chunk (a `done` event follows) */
+  finishReason?: FinishReason;
 }
 
 export interface DoneEvent {
   type: 'done';
   id: string;
   finishReason: FinishReason;
-  /** text released at the end (held back for a possible stop string), usually '' */
+  /** always '' since the last chunk carries all text; kept so consumers may concatenate every event's text */
   text: string;
   usage: Usage;
   queueMs: number;

@@ -107,10 +107,13 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     const p = new Promise<void>((r) => (resolve = r));
     return { p, resolve };
   });
+  const finishSent = choices.map(() => false);
   const gens: Generation[] = requests.map((r, i) =>
     startGeneration(ctx.generation, r, (e) => {
       firstEvents[i]!.resolve();
-      if (e.text.length > 0) chunk(choices[i]!, e.text, null);
+      const finish = e.finishReason === 'stop' ? 'stop' : e.finishReason ? 'length' : null;
+      if (e.text.length > 0 || finish) chunk(choices[i]!, e.text, finish);
+      if (finish) finishSent[i] = true;
     }),
   );
   const cancelAll = () => gens.forEach((g) => g.cancel());
@@ -121,7 +124,7 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     if (r instanceof ApiError) {
       send({ error: r.body.error });
       cancelAll();
-    } else chunk(choices[i]!, r.text, finishReason(r));
+    } else if (!finishSent[i]) chunk(choices[i]!, r.text, finishReason(r));
   }));
   reply.raw.once('close', () => {
     if (reply.raw.writableEnded) return;

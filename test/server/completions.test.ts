@@ -195,7 +195,7 @@ describe('OpenAI-compatible completions', () => {
     });
     const reader = res.body[Symbol.asyncIterator]();
     await reader.next(); // the stream is running
-    assert.equal(await metric(server.url, 'calm_requests_running'), 1);
+    await until(async () => (await metric(server.url, 'calm_requests_running')) === 1);
     controller.abort();
     await until(async () => (await metric(server.url, 'calm_requests_running')) === 0);
     await until(async () => server.ctx.admission.inflight === 0);
