@@ -18,10 +18,10 @@ from torch import nn
 
 from . import checkpoint
 from .ar import ARModel
-from .autoencoder import Autoencoder
 from .calm import CALM
-from .config import AutoencoderConfig, BackboneConfig, load_config
+from .config import BackboneConfig
 from .data import Corpus, random_blocks
+from .export import load_autoencoder
 from .tokenizer import Tokenizer
 from .trainer import add_train_args, settings_from_args, train
 
@@ -32,12 +32,6 @@ def init_weights(model: nn.Module, std: float = 0.02) -> None:
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
-
-
-def load_autoencoder(path: Path) -> Autoencoder:
-    ae = Autoencoder(load_config(AutoencoderConfig, path))
-    checkpoint.load_strict(ae, checkpoint.read_state_dict(path))
-    return ae.eval()
 
 
 def main() -> None:
@@ -75,8 +69,6 @@ def main() -> None:
         init_weights(model.mlp_generator)
         nn.init.zeros_(model.mlp_generator.final_layer.linears[-1].weight)
         nn.init.zeros_(model.mlp_generator.final_layer.linears[-1].bias)
-        # The autoencoder was overwritten by nothing above, but reload it to be explicit.
-        checkpoint.load_strict(model.ae_model, checkpoint.read_state_dict(args.ae))
         assert args.block % cfg.patch_size == 0
     else:
         cfg = BackboneConfig(**common)
