@@ -273,7 +273,9 @@ test('SIGTERM: readiness off, new requests 503, running ones finish, exit 0', as
   assert.equal(refused.json().error.code, 'draining');
   const done = await running;
   assert.equal(done.status, 200);
-  assert.equal(done.json().usage.completion_tokens, 1200);
+  // It ran to its own end (EOS or max_tokens), not cut by the drain.
+  const body = done.json();
+  assert.ok(body.choices[0].finish_reason === 'stop' || body.usage.completion_tokens === 1200, JSON.stringify(body.usage));
   assert.equal(await exited, 0);
 });
 
