@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { BatchSampler, PoolCascade, cascadeWeights } from '../../src/sampling/batch.js';
 import { chunkKey } from '../../src/sampling/chunks.js';
-import { sampleChunk } from '../../src/sampling/drive.js';
+import { sampleChunk } from './support/drive.js';
 import { lgamma } from '../../src/sampling/lgamma.js';
 import { Rng } from '../../src/sampling/rng.js';
 import { chunkPower } from '../../src/sampling/temperature.js';

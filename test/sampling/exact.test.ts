@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { sampleChunk } from '../../src/sampling/drive.js';
+import { sampleChunk } from './support/drive.js';
 import { ExactSampler } from '../../src/sampling/exact.js';
 import { Rng } from '../../src/sampling/rng.js';
 import { DiscreteSource, K, categoryOf, expectedDraws, frequencies, powerTarget, tv } from './support/discrete.js';
