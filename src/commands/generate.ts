@@ -66,7 +66,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
         ...(values['pool-size'] !== undefined ? { poolSize: int('pool-size', values['pool-size'], 200) } : {}),
       },
       (e) => {
-        if (e.type === 'chunk' || e.type === 'done') process.stdout.write(e.text);
+        if (e.type === 'chunk') process.stdout.write(e.text);
       },
     );
     process.stdout.write('\n');

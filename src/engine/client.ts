@@ -62,7 +62,7 @@ export class EngineClient {
       this.submit(request, (e) => {
         events.push(e);
         onChunk?.(e);
-        if (e.type === 'chunk' || e.type === 'done') text += e.text;
+        if (e.type === 'chunk') text += e.text;
         if (e.type !== 'chunk') resolve({ text, events });
       });
     });

@@ -346,7 +346,6 @@ export class Engine {
   }
 
   private finish(seq: Sequence, reason: FinishReason): void {
-    const text = '';
     seq.state = 'finished';
     this.byId.delete(seq.id);
     const now = performance.now();
@@ -354,7 +353,6 @@ export class Engine {
       type: 'done',
       id: seq.id,
       finishReason: reason,
-      text,
       usage: { promptTokens: seq.promptTokens, completionTokens: seq.generated },
       queueMs: (seq.admittedAt || now) - seq.submittedAt,
       totalMs: now - seq.submittedAt,

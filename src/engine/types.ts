@@ -49,8 +49,6 @@ export interface DoneEvent {
   type: 'done';
   id: string;
   finishReason: FinishReason;
-  /** always '' since the last chunk carries all text; kept so consumers may concatenate every event's text */
-  text: string;
   usage: Usage;
   queueMs: number;
   totalMs: number;

@@ -74,7 +74,7 @@ async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
     model: ctx.served.id,
     choices: choices.map((c) => {
       const r = c.result as DoneEvent;
-      return { index: c.index, text: (params.echo ? promptText(ctx, c.prompt) : '') + c.text + r.text, finish_reason: finishReason(r), logprobs: null };
+      return { index: c.index, text: (params.echo ? promptText(ctx, c.prompt) : '') + c.text, finish_reason: finishReason(r), logprobs: null };
     }),
     usage: usage(choices, params.n),
   };
@@ -124,7 +124,7 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     if (r instanceof ApiError) {
       send({ error: r.body.error });
       cancelAll();
-    } else if (!finishSent[i]) chunk(choices[i]!, r.text, finishReason(r));
+    } else if (!finishSent[i]) chunk(choices[i]!, '', finishReason(r)); // cancelled: no last chunk was sent
   }));
   reply.raw.once('close', () => {
     if (reply.raw.writableEnded) return;

@@ -185,8 +185,6 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
           if (result instanceof ApiError) {
             send(errorMessage(id, result, index));
           } else {
-            // Text held back for a possible stop string and released at the end.
-            if (result.text.length > 0) send({ type: 'chunk', id, index, token_ids: [], text: result.text });
             const { promptTokens, completionTokens } = result.usage;
             send({
               type: 'done',

@@ -27,7 +27,7 @@ async function harness(overrides: Partial<EngineConfig> = {}, dir = DEFAULT_MODE
   return {
     engine,
     events,
-    text: (id) => (events.get(id) ?? []).map((e) => (e.type === 'error' ? '' : e.text)).join(''),
+    text: (id) => (events.get(id) ?? []).map((e) => (e.type === 'chunk' ? e.text : '')).join(''),
     done: (id) => (events.get(id) ?? []).find((e): e is DoneEvent | ErrorEvent => e.type !== 'chunk'),
     drain: async (maxSteps = 10_000) => {
       let n = 0;
