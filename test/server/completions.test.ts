@@ -190,7 +190,7 @@ describe('OpenAI-compatible completions', () => {
     const res = await request(`${server.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model, prompt: 'Long', max_tokens: 4000, stream: true }),
+      body: JSON.stringify({ model, prompt: 'Long', max_tokens: 4000, stream: true, seed: 3 }), // seeded: a run long enough to abort
       signal: controller.signal,
     });
     const reader = res.body[Symbol.asyncIterator]();
@@ -213,7 +213,7 @@ describe('admission and authentication', () => {
     const server = await serve({ maxRunning: 1, maxWaiting: 1, drainGraceMs: 0 });
     try {
       const model = server.ctx.served.id;
-      const long = { model, prompt: 'x', max_tokens: 2000 };
+      const long = { model, prompt: 'x', max_tokens: 2000, seed: 3 }; // seeded, so it cannot end early by chance
       const first = post(server.url, long);
       const second = post(server.url, long);
       await until(async () => server.ctx.admission.inflight === 2);
@@ -295,7 +295,8 @@ describe('liveness, timeouts and CORS', () => {
   });
 
   test('a generation past the request timeout is cancelled with a 504 in the OpenAI shape', async () => {
-    const server = await serve({ requestTimeoutMs: 300 });
+    // 2 ms is less than any engine step, so the timeout fires whatever the model writes (it may emit EOS early).
+    const server = await serve({ requestTimeoutMs: 2 });
     try {
       const res = await post(server.url, { model: server.ctx.served.id, prompt: 'x', max_tokens: 5000 });
       assert.equal(res.status, 504);
