@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `calm <command>`: the command-line entry point.
 import { benchCommand } from './commands/bench.js';
+import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
 import { inspectCommand } from './commands/inspect.js';
 import { serveCommand } from './commands/serve.js';
@@ -12,6 +13,7 @@ commands:
   generate        complete a prompt from the command line
   bench           serving benchmark against an OpenAI-compatible endpoint (calm bench --help)
   inspect [DIR]   print a model bundle's manifest and check that its graphs load
+  eval            BrierLM or autoencoder reconstruction on a JSONL corpus (calm eval --help)
 
 run \`calm <command> --help\` for a command's options`;
 
@@ -26,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return benchCommand(rest);
     case 'inspect':
       return inspectCommand(rest);
+    case 'eval':
+      return evalCommand(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -2,7 +2,6 @@
 // the client needs no tokenizer and works against any server. The server's usage chunk gives
 // the real token counts (reported as input tokens); for the bundled GPT-2-style tokenizer one
 // English word is about 1.3 tokens.
-import { readFileSync } from 'node:fs';
 import { createRng } from './load.js';
 
 const WORDS = (
@@ -19,32 +18,6 @@ const WORDS = (
 export function syntheticPrompts(n: number, words: number, seed: number): string[] {
   const rng = createRng(seed ^ 0x5eed);
   return Array.from({ length: n }, () => Array.from({ length: words }, () => WORDS[Math.floor(rng() * WORDS.length)]!).join(' '));
-}
-
-/** The texts of a JSONL file: one JSON object per line with a "text" (or "prompt") string. */
-export function readJsonlTexts(file: string): string[] {
-  let raw: string;
-  try {
-    raw = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read the dataset ${file}: ${(err as Error).message}`);
-  }
-  const texts: string[] = [];
-  raw.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(line);
-    } catch {
-      throw new Error(`${file}:${i + 1}: not JSON`);
-    }
-    const o = obj as { text?: unknown; prompt?: unknown };
-    const text = typeof o.text === 'string' ? o.text : typeof o.prompt === 'string' ? o.prompt : undefined;
-    if (text === undefined) throw new Error(`${file}:${i + 1}: expected an object with a "text" string`);
-    texts.push(text);
-  });
-  if (texts.length === 0) throw new Error(`${file} holds no documents`);
-  return texts;
 }
 
 /**

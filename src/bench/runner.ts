@@ -6,7 +6,8 @@ import { Agent } from 'undici';
 import { renderChart, type ChartPoint } from './chart.js';
 import { firstModel, streamCompletion, toRecord } from './client.js';
 import { arrivalSchedule, createRng, runLoad } from './load.js';
-import { documentPrompts, readJsonlTexts, syntheticPrompts } from './prompts.js';
+import { readJsonlTexts } from '../text/jsonl.js';
+import { documentPrompts, syntheticPrompts } from './prompts.js';
 import {
   formatSummary, formatSweep, GOODPUT_METRICS, type GoodputTargets, metricsJson, type RequestRecord, type RunMetrics, runMetrics,
 } from './report.js';

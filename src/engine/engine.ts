@@ -6,13 +6,12 @@
 import type { Bundle } from '../model/bundle.js';
 import type { ModelRunner } from '../model/runner.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
-import { BatchSampler } from '../sampling/batch.js';
 import type { ChunkSampler } from '../sampling/chunks.js';
 import { SamplingError } from '../sampling/errors.js';
-import { ExactSampler } from '../sampling/exact.js';
+import { createChunkSampler } from '../sampling/factory.js';
 import { Rng, randomSeed } from '../sampling/rng.js';
 import { SoftmaxSampler } from '../sampling/softmax.js';
-import { chunkPower } from '../sampling/temperature.js';
+import { drawChunks } from './chunk-draws.js';
 import type { KvCache } from './kv-cache.js';
 import { alignPrompt, type PromptPolicy } from './prompt.js';
 import { Scheduler } from './scheduler.js';
@@ -190,11 +189,9 @@ export class Engine {
     const seed = req.seed ?? randomSeed();
     let sampler: ChunkSampler | null = null;
     if (isCalm) {
-      chunkPower(t); // validates the chunk temperature
-      sampler =
-        req.sampler === 'exact'
-          ? new ExactSampler(this.k, { temperature: t, maxDraws: this.options.exactMaxDraws })
-          : new BatchSampler(this.k, { temperature: t, poolSize: req.poolSize ?? this.options.defaultPoolSize });
+      sampler = createChunkSampler(this.k, {
+        temperature: t, sampler: req.sampler ?? 'batch', poolSize: req.poolSize ?? this.options.defaultPoolSize, exactMaxDraws: this.options.exactMaxDraws,
+      });
     }
     return new Sequence(req, Int32Array.from(aligned), promptPositions, promptTokens, new Rng(seed, req.seedStream ?? 0), seed, sampler, this.tokenizer, performance.now());
   }
@@ -276,45 +273,12 @@ export class Engine {
 
   /** CALM: draw from the energy head until every sequence's sampler has decided. */
   private async sampleChunks(ready: { seq: Sequence; out: Float32Array }[]): Promise<[Sequence, Int32Array][]> {
-    const m = this.bundle.manifest;
-    const d = m.hidden_size;
-    const noiseSize = m.noise_size!;
-    const results: [Sequence, Int32Array][] = [];
-    for (const { seq } of ready) seq.sampler!.reset();
-    let active = ready;
-    while (active.length > 0) {
-      // Sequences wanting the same number of samples share one head call.
-      const groups = new Map<number, typeof active>();
-      for (const r of active) {
-        const want = r.seq.sampler!.wanted();
-        const g = groups.get(want);
-        if (g) g.push(r);
-        else groups.set(want, [r]);
-      }
-      const next: typeof active = [];
-      for (const [samples, group] of groups) {
-        const hidden = new Float32Array(group.length * d);
-        const noise = new Float32Array(group.length * samples * noiseSize);
-        group.forEach((r, i) => {
-          hidden.set(r.out, i * d);
-          r.seq.rng.fillUniform(noise.subarray(i * samples * noiseSize, (i + 1) * samples * noiseSize), -0.5, 0.5);
-        });
-        const latent = await this.runner.head(hidden, group.length, samples, noise);
-        const ids = await this.runner.decoder(latent, group.length * samples);
-        const pool = Int32Array.from(ids, (v) => Number(v));
-        group.forEach((r, i) => {
-          const result = r.seq.sampler!.feed(pool.subarray(i * samples * this.k, (i + 1) * samples * this.k), r.seq.rng);
-          if (result) {
-            results.push([r.seq, result.chunk]);
-            this.draws += result.draws;
-            if (result.fallback) this.fallbacks++;
-          }
-          else next.push(r);
-        });
-      }
-      active = next;
-    }
-    return results;
+    const results = await drawChunks(this.runner, ready.map(({ seq, out }) => ({ hidden: out, sampler: seq.sampler!, rng: seq.rng })));
+    return results.map((result, i) => {
+      this.draws += result.draws;
+      if (result.fallback) this.fallbacks++;
+      return [ready[i]!.seq, result.chunk];
+    });
   }
 
   /** AR: softmax with temperature over each sequence's last logits. */

@@ -78,6 +78,13 @@ export class ModelRunner {
     return out.latent!.data as Float32Array | Uint16Array;
   }
 
+  /** Encoder: n chunks of K token ids -> the posterior means [n, latent_size] (what the decoder reconstructs from). */
+  async encoder(ids: BigInt64Array, n: number): Promise<Float32Array | Uint16Array> {
+    const m = this.manifest;
+    const out = await this.sessions.encoder!.run({ token_ids: new ort.Tensor('int64', ids, [n, m.patch_size]) }, ['mean']);
+    return out.mean!.data as Float32Array | Uint16Array;
+  }
+
   /** Decoder: n latent vectors -> n chunks of K token ids (argmax inside the graph). */
   async decoder(latent: Float32Array | Uint16Array, n: number): Promise<BigInt64Array> {
     const m = this.manifest;
