@@ -108,6 +108,7 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
   const m = bundle.manifest;
   const k = m.patch_size;
   if (o.metric === 'reconstruction' && m.kind !== 'calm') throw new EvalError(`--metric reconstruction needs a CALM bundle (one with an autoencoder); ${m.name} is kind ${m.kind}`);
+  if (m.kind === 'calm' && !(o.temperature >= 0 && o.temperature <= 1)) throw new EvalError(`--temperature must be between 0 and 1 for CALM (likelihood-free samplers sharpen, never flatten), got ${o.temperature}`);
   if (m.kind === 'ar' && !(o.temperature >= 0 && o.temperature <= 2)) throw new EvalError(`--temperature must be between 0 and 2 for a token model, got ${o.temperature}`);
   if (o.metric === 'brier' && m.kind === 'calm' && k < BRIER_ORDERS) {
     throw new EvalError(`BrierLM scores the next ${BRIER_ORDERS} tokens, which this evaluator reads from one chunk; ${m.name} has K = ${k}`);
