@@ -77,8 +77,8 @@ class CALM(nn.Module):
     def backbone(self, chunk_ids, past_len=None, past=None):
         return self.transformer(self.compress(chunk_ids), past_len, past)
 
-    def sample_noise(self, shape) -> torch.Tensor:
-        return torch.rand(*shape, self.cfg.noise_size) - 0.5
+    def sample_noise(self, shape, device=None) -> torch.Tensor:
+        return torch.rand(*shape, self.cfg.noise_size, device=device) - 0.5
 
     def loss(self, tokens: torch.Tensor, n_targets: int = 100) -> tuple[torch.Tensor, dict[str, float]]:
         """Energy-score loss on token blocks [B, T*K]: predict chunk t+1 from chunks <= t."""
@@ -89,9 +89,9 @@ class CALM(nn.Module):
         with torch.no_grad():
             self.ae_model.eval()
             mean, log_std = self.ae_model.encode(chunks[:, 1:].reshape(-1, cfg.patch_size))
-            targets = mean + log_std.exp() * torch.randn(n_targets, *mean.shape)  # [M, N, l]
+            targets = mean + log_std.exp() * torch.randn(n_targets, *mean.shape, device=mean.device)  # [M, N, l]
         h = hidden.reshape(-1, cfg.hidden_size)
-        preds = self.mlp_generator(h, self.sample_noise((h.shape[0], cfg.num_samples)))  # [N, S, l]
+        preds = self.mlp_generator(h, self.sample_noise((h.shape[0], cfg.num_samples), h.device))  # [N, S, l]
         preds = preds.transpose(0, 1)  # [S, N, l]
         s = cfg.num_samples
         pair = torch.cdist(preds.transpose(0, 1), preds.transpose(0, 1)).pow(cfg.beta)  # [N, S, S]

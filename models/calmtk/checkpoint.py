@@ -76,5 +76,5 @@ def save(model: torch.nn.Module, cfg, directory: Path | str, **config_extra) -> 
     directory = Path(directory)
     save_config(cfg, directory, **config_extra)
     tmp = directory / "pytorch_model.bin.tmp"
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
+    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
     tmp.replace(directory / "pytorch_model.bin")

@@ -127,16 +127,16 @@ class Backbone(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
 
-    def empty_cache(self, batch: int, dtype=torch.float32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def empty_cache(self, batch: int, dtype=torch.float32, device=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         shape = (batch, self.cfg.num_key_value_heads, 0, self.cfg.head_dim)
-        return [(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)) for _ in self.layers]
+        return [(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)) for _ in self.layers]
 
     def forward(self, embeds: torch.Tensor, past_len: torch.Tensor | None = None, past=None):
         """embeds [B,T,d]; past_len [B] int64; past: per layer (k, v) [B,Hkv,P,Dh].
         Returns final-normed hidden [B,T,d] and the new (k, v) [B,Hkv,T,Dh] per layer."""
         b, t, _ = embeds.shape
         if past is None:
-            past = self.empty_cache(b, embeds.dtype)
+            past = self.empty_cache(b, embeds.dtype, embeds.device)
         if past_len is None:
             past_len = torch.zeros(b, dtype=torch.long, device=embeds.device)
         positions = past_len[:, None] + torch.arange(t, device=embeds.device)[None, :]

@@ -62,9 +62,9 @@ def main() -> None:
 
     def step_fn(rng):
         idx = torch.from_numpy(rng.integers(0, len(train_chunks), size=args.batch))
-        return ae.loss(train_chunks[idx], mask_id=pad)
+        return ae.loss(train_chunks[idx].to(args.device), mask_id=pad)
 
-    train(settings_from_args(args), ae, step_fn, lambda: reconstruction(ae, eval_chunks),
+    train(settings_from_args(args), ae, step_fn, lambda: reconstruction(ae, eval_chunks.to(args.device)),
           lambda d: checkpoint.save(ae, cfg, d), args.resume)
 
 

@@ -84,12 +84,12 @@ def main() -> None:
     eval_batches = [torch.from_numpy(random_blocks(eval_stream, args.block + extra, args.batch, eval_rng)) for _ in range(8)]
 
     def step_fn(rng):
-        return model.loss(torch.from_numpy(random_blocks(train_stream, args.block + extra, args.batch, rng)))
+        return model.loss(torch.from_numpy(random_blocks(train_stream, args.block + extra, args.batch, rng)).to(args.device))
 
     def eval_fn():
         g = torch.get_rng_state()
         torch.manual_seed(0)
-        losses = [model.loss(b)[0].item() for b in eval_batches]
+        losses = [model.loss(b.to(args.device))[0].item() for b in eval_batches]
         torch.set_rng_state(g)
         return {"eval_loss": float(np.mean(losses))}
 

@@ -31,6 +31,9 @@ class TrainSettings:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 2
+    # cuda: the model and every batch on the GPU (the random streams there differ from the CPU's,
+    # so a GPU run is seeded but not bit-identical to a CPU one)
+    device: str = "cpu"
     save_every_s: float = 300.0
     eval_every_s: float = 300.0
     # A step budget instead of a time budget (the schedule then follows steps): for tests and
@@ -45,13 +48,14 @@ def add_train_args(ap, lr: float, minutes: float) -> None:
     ap.add_argument("--warmup-steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after N steps instead of --minutes")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
 
 
 def settings_from_args(args) -> TrainSettings:
     return TrainSettings(out=args.out, minutes=args.minutes, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
-                         threads=args.threads, max_steps=args.max_steps)
+                         threads=args.threads, max_steps=args.max_steps, device=args.device)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -85,6 +89,7 @@ def train(
     torch.set_num_threads(s.threads)
     s.out.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(s.seed)
+    model.to(s.device)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
