@@ -114,6 +114,10 @@ export function formatReport(r: EvalReport): string {
     lines.push(`  chunk-exact accuracy  ${(100 * x.chunk_accuracy).toFixed(2)} % ± ${(100 * x.chunk_accuracy_se).toFixed(2)}  (${x.chunks} chunks)`);
   }
   lines.push(...briefRows(`two samples per position (${r.brier?.positions ?? 0} positions)`, r.brier));
+  for (const f of r.brier_by_offset ?? []) {
+    const terms = Array.from({ length: BRIER_ORDERS }, (_, n) => f[`brier${n + 1}`]!.toFixed(4)).join(' / ');
+    lines.push(`  positions with p mod ${BRIER_ORDERS} = ${f.offset}: Brier-1..${BRIER_ORDERS} ${terms}, BrierLM ${f.brierlm!.toFixed(2)} (${f.positions} positions)`);
+  }
   lines.push(...briefRows('from the model\'s probabilities (Brier-1 exact; Brier-2..4 with an unbiased collision estimate)', r.brier_exact));
   lines.push(`${r.elapsed_s.toFixed(1)} s`);
   return lines.join('\n');

@@ -74,6 +74,8 @@ export class ArEvaluator {
   private readonly probs: Float64Array;
   readonly twoSample: BrierAccumulator;
   readonly exact: BrierAccumulator;
+  /** two-sample terms split by p mod 4, to set beside CALM's */
+  readonly byOffset: BrierAccumulator[];
 
   constructor(manifest: BundleManifest, sessions: Sessions, private readonly o: ArEvalOptions, block: number) {
     this.vocab = manifest.vocab_size;
@@ -85,6 +87,7 @@ export class ArEvaluator {
     this.probs = new Float64Array(this.vocab);
     this.twoSample = new BrierAccumulator(o.orders);
     this.exact = new BrierAccumulator(o.orders);
+    this.byOffset = Array.from({ length: o.orders }, () => new BrierAccumulator(o.orders));
   }
 
   async addWindow(w: EvalWindow): Promise<void> {
@@ -109,7 +112,9 @@ export class ArEvaluator {
         const target = w.tokens.subarray(p, p + orders);
         const a = tokens.subarray(2 * i * orders, (2 * i + 1) * orders);
         const b = tokens.subarray((2 * i + 1) * orders, (2 * i + 2) * orders);
-        this.twoSample.add(twoSampleTerms(a, b, target, orders));
+        const terms = twoSampleTerms(a, b, target, orders);
+        this.twoSample.add(terms);
+        this.byOffset[p % orders]!.add(terms);
         const pTarget: number[] = [];
         const pCollision: number[] = [];
         let py = 1;

@@ -38,6 +38,8 @@ export class CalmEvaluator {
   private readonly kv: KvCache;
   private readonly runner: ModelRunner;
   readonly accumulator: BrierAccumulator;
+  /** the same terms split by p mod K: 0 is the aligned positions, others need the prompt policy */
+  readonly byOffset: BrierAccumulator[];
 
   constructor(private readonly manifest: BundleManifest, sessions: Sessions, private readonly o: CalmEvalOptions, block: number) {
     this.k = manifest.patch_size;
@@ -50,6 +52,7 @@ export class CalmEvaluator {
     this.kv = new KvCache(geometry, { maxRows: rows, maxPositions: positions, initialCapacity: positions });
     this.runner = new ModelRunner(manifest, sessions, this.kv);
     this.accumulator = new BrierAccumulator(BRIER_ORDERS);
+    this.byOffset = Array.from({ length: this.k }, () => new BrierAccumulator(BRIER_ORDERS));
   }
 
   /** Scores a batch of at most batchWindows windows. */
@@ -134,7 +137,9 @@ export class CalmEvaluator {
       const results = await drawChunks(this.runner, items);
       slice.forEach((c, i) => {
         const target = c.window.tokens.subarray(c.position, c.position + k);
-        this.accumulator.add(twoSampleTerms(results[2 * i]!.chunk, results[2 * i + 1]!.chunk, target, BRIER_ORDERS));
+        const terms = twoSampleTerms(results[2 * i]!.chunk, results[2 * i + 1]!.chunk, target, BRIER_ORDERS);
+        this.accumulator.add(terms);
+        this.byOffset[c.position % k]!.add(terms);
       });
     }
   }

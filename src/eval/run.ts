@@ -9,7 +9,7 @@ import { TextTokenizer } from '../model/tokenizer.js';
 import type { ChunkSamplerKind } from '../sampling/factory.js';
 import { readJsonlTexts } from '../text/jsonl.js';
 import { ArEvaluator } from './ar.js';
-import { BRIER_ORDERS, type BrierSummary } from './brier.js';
+import { type BrierAccumulator, BRIER_ORDERS, type BrierSummary } from './brier.js';
 import { CalmEvaluator } from './calm.js';
 import { documentWindows, type PositionMode, reconstructionChunks } from './corpus.js';
 import { ProgressBar, type ProgressIO } from './progress.js';
@@ -68,6 +68,8 @@ export interface EvalReport {
   windows?: number;
   /** the two-sample estimator (CALM and AR) */
   brier?: BrierFigures;
+  /** --positions all: the two-sample figures of the positions p with p mod 4 = offset (0: the aligned ones) */
+  brier_by_offset?: (BrierFigures & { offset: number })[];
   /** AR only: the estimator from the model's probabilities */
   brier_exact?: BrierFigures;
   reconstruction?: { token_accuracy: number; token_accuracy_se: number; chunk_accuracy: number; chunk_accuracy_se: number; tokens: number; chunks: number };
@@ -83,6 +85,10 @@ export function brierFigures(s: BrierSummary): BrierFigures {
   });
   out.positions = s.positions;
   return out;
+}
+
+function byOffset(accumulators: readonly BrierAccumulator[]): (BrierFigures & { offset: number })[] {
+  return accumulators.map((a, offset) => ({ offset, ...brierFigures(a.summary()) }));
 }
 
 const ROLLOUT_CACHE_BYTES = 256 * 2 ** 20;
@@ -157,6 +163,7 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
         progress.advance(batch.length);
       }
       report.brier = brierFigures(calm.accumulator.summary());
+      if (o.positions === 'all') report.brier_by_offset = byOffset(calm.byOffset);
     } else {
       const ar = new ArEvaluator(m, sessions, { seed: o.seed, positions: o.positions, orders: BRIER_ORDERS, temperature: o.temperature, rolloutCacheBytes: ROLLOUT_CACHE_BYTES }, block);
       for (const w of windows) {
@@ -165,6 +172,7 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
       }
       report.brier = brierFigures(ar.twoSample.summary());
       report.brier_exact = brierFigures(ar.exact.summary());
+      if (o.positions === 'all') report.brier_by_offset = byOffset(ar.byOffset);
     }
     progress.end();
   }

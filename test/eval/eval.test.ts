@@ -35,11 +35,14 @@ describe('calm eval on the default CALM bundle', () => {
     assert.equal(left.settings.prompt_policy, 'left');
   });
 
-  test('aligned positions: one per chunk boundary with a whole chunk after it', async () => {
+  test('aligned positions are the chunk boundaries: the same figures as the offset-0 share of all positions', async () => {
     const r = await runEval(options(), null);
-    // the fixture's windows: count chunk boundaries p = 4, 8, ... with p + 4 <= length
     const all = await runEval(options({ positions: 'all' }), null);
     assert.ok(r.brier!.positions! * 3 < all.brier!.positions!);
+    const { offset, ...aligned } = all.brier_by_offset![0]!;
+    assert.equal(offset, 0);
+    assert.deepEqual(aligned, r.brier);
+    assert.equal(all.brier_by_offset!.reduce((n, f) => n + f.positions!, 0), all.brier!.positions);
     for (let n = 1; n <= 4; n++) {
       assert.ok(r.brier![`brier${n}`]! >= -1 && r.brier![`brier${n}`]! <= 1);
       assert.ok(r.brier![`brier${n}_se`]! >= 0);
