@@ -24,7 +24,7 @@ autoencoder's reconstruction accuracy, on a JSONL corpus (one {"text": ...} per 
   --block N                window length in tokens, a multiple of K (default 256, the training length)
   --positions aligned|all  aligned: every chunk boundary, as in the paper; all: every token
                            position, which CALM meets through the prompt policy (default aligned)
-  --prompt-policy pad|left how CALM aligns a context that is not whole chunks (default pad)
+  --prompt-policy pad|left how CALM aligns a context that is not whole chunks (default ${EVAL_DEFAULTS.promptPolicy}, as the server)
   --temperature T          sampling temperature: 0..1 for CALM, 0..2 for a token model (default 1)
   --sampler batch|exact    CALM sampler for 0 < T < 1 (default batch)
   --pool-size N            batch sampler pool size (default ${EVAL_DEFAULTS.poolSize})

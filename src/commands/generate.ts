@@ -14,7 +14,7 @@ const HELP = `usage: calm generate --prompt TEXT [options]
   --model DIR            model bundle (default ${DEFAULT_MODEL_DIR})
   --pool-size N          CALM batch sampler pool size (default 200)
   --sampler batch|exact  CALM sampler for 0 < T < 1 (default batch)
-  --prompt-policy pad|left  how a prompt that is not a multiple of K is aligned (default pad)
+  --prompt-policy pad|left  how a prompt that is not a multiple of K is aligned (default left)
   --stop TEXT            stop string (repeatable)
   --device cpu|cuda      (default cpu)
   --threads N            onnxruntime intra-op threads (default: one per core)
@@ -46,7 +46,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   if (device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${device}`);
   const sampler = values.sampler ?? 'batch';
   if (sampler !== 'batch' && sampler !== 'exact') throw new Error(`--sampler must be batch or exact, got ${sampler}`);
-  const policy = (values['prompt-policy'] ?? 'pad') as PromptPolicy;
+  const policy = (values['prompt-policy'] ?? ENGINE_DEFAULTS.promptPolicy) as PromptPolicy;
   if (!PROMPT_POLICIES.includes(policy)) throw new Error(`--prompt-policy must be one of ${PROMPT_POLICIES.join(', ')}`);
   const temperature = values.temperature === undefined ? 1 : Number(values.temperature);
   const client = await EngineClient.start({

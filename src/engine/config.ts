@@ -32,7 +32,9 @@ export const ENGINE_DEFAULTS: Omit<EngineConfig, 'modelDir'> = {
   kvCacheBytes: 1 << 30,
   maxContextTokens: 0,
   prefillChunk: 64,
-  promptPolicy: 'pad',
+  // left, not the authors' pad: at prompts that end inside a chunk it keeps the model's Brier-1
+  // at its aligned level, where pad loses two thirds of it (docs/quality.md, "Prompt alignment")
+  promptPolicy: 'left',
   defaultPoolSize: 200,
   exactMaxDraws: 4096,
 };

@@ -1,5 +1,6 @@
 // `calm eval`: loads a bundle, reads and tokenizes the corpus, runs the metric with progress,
 // and returns every figure as one report (the command prints it as a table or as JSON).
+import { ENGINE_DEFAULTS } from '../engine/config.js';
 import { KvCache } from '../engine/kv-cache.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import { type Bundle, loadBundle } from '../model/bundle.js';
@@ -44,7 +45,7 @@ export const EVAL_DEFAULTS = {
   seed: 0,
   block: 0,
   positions: 'aligned',
-  promptPolicy: 'pad',
+  promptPolicy: ENGINE_DEFAULTS.promptPolicy,
   temperature: 1,
   sampler: 'batch',
   poolSize: 200,
