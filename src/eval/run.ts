@@ -121,7 +121,12 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
     throw new EvalError(`BrierLM scores the next ${BRIER_ORDERS} tokens, which this evaluator reads from one chunk; ${m.name} has K = ${k}`);
   }
   const block = windowLength(o, bundle);
-  let texts = readJsonlTexts(o.data);
+  let texts: string[];
+  try {
+    texts = readJsonlTexts(o.data);
+  } catch (err) {
+    throw new EvalError((err as Error).message);
+  }
   if (o.maxDocs > 0) texts = texts.slice(0, o.maxDocs);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const documents = texts.map((t) => tokenizer.encode(t));

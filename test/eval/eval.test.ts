@@ -121,6 +121,7 @@ describe('the eval command', () => {
       [['--data', DATA, '--block', '30'], /multiple of K = 4/],
       [['--data', DATA, '--temperature', '1.5'], /temperature/],
       [['--data', DATA, '--bogus'], /bogus/],
+      [['--data', '/nonexistent.jsonl'], /cannot read the dataset \/nonexistent.jsonl/],
     ] as const) {
       const c = capture();
       assert.equal(await evalCommand([...args], c.io), 2, args.join(' '));
