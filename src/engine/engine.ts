@@ -289,7 +289,7 @@ export class Engine {
   /** Applies one sampled chunk to a sequence: stopping rules, text, events. */
   private deliver(seq: Sequence, chunk: Int32Array, stepMs: number): void {
     seq.pending = chunk;
-    const cut = cutChunk(chunk, this.pad, this.eos, seq.request.maxTokens - seq.generated);
+    const cut = cutChunk(chunk, this.pad, this.eos, seq.request.maxTokens - seq.generated, seq.request.ignoreEos === true);
     const ids = cut.ids;
     let finish = cut.finish;
     seq.generated += ids.length;

@@ -1,5 +1,6 @@
 // Token-level stopping for one sampled chunk: PAD never reaches the output, max_tokens counts
-// tokens (the last chunk is cut), and an EOS inside a chunk ends the output right after it.
+// tokens (the last chunk is cut), and an EOS inside a chunk ends the output right after it
+// (unless the request ignores EOS, as vLLM's ignore_eos: then EOS is dropped like PAD and generation goes on).
 import type { FinishReason } from './types.js';
 
 export interface CutChunk {
@@ -7,8 +8,8 @@ export interface CutChunk {
   finish: FinishReason | null;
 }
 
-export function cutChunk(chunk: ArrayLike<number>, pad: number, eos: number, room: number): CutChunk {
-  let ids = Array.from(chunk).filter((id) => id !== pad);
+export function cutChunk(chunk: ArrayLike<number>, pad: number, eos: number, room: number, ignoreEos = false): CutChunk {
+  let ids = Array.from(chunk).filter((id) => id !== pad && !(ignoreEos && id === eos));
   let finish: FinishReason | null = null;
   if (ids.length >= room) {
     ids = ids.slice(0, room);

@@ -21,6 +21,8 @@ export interface GenerateRequest {
   seedStream?: number;
   stop?: string[];
   promptPolicy?: PromptPolicy;
+  /** keep generating past EOS until max_tokens (benchmarks, fixed-length tests) */
+  ignoreEos?: boolean;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';

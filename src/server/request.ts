@@ -27,6 +27,7 @@ export interface CompletionParams {
   poolSize: number | undefined;
   sampler: SamplerKind | undefined;
   promptPolicy: PromptPolicy | undefined;
+  ignoreEos: boolean;
 }
 
 export const MAX_N = 16;
@@ -148,6 +149,7 @@ export function parseCompletion(raw: unknown, served: ServedModel): CompletionPa
     poolSize: integer(body, 'pool_size', undefined, 1, 10_000),
     sampler: (sampler ?? undefined) as SamplerKind | undefined,
     promptPolicy: (policy ?? undefined) as PromptPolicy | undefined,
+    ignoreEos: bool(body, 'ignore_eos', false),
   };
 }
 
@@ -166,6 +168,7 @@ export function engineRequests(p: CompletionParams, idPrefix: string): GenerateR
         ...(p.poolSize !== undefined ? { poolSize: p.poolSize } : {}),
         ...(p.sampler !== undefined ? { sampler: p.sampler } : {}),
         ...(p.promptPolicy !== undefined ? { promptPolicy: p.promptPolicy } : {}),
+        ...(p.ignoreEos ? { ignoreEos: true } : {}),
       });
     }
   });

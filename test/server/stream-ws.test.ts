@@ -166,7 +166,7 @@ describe('websocket stream', () => {
 
   test('cancel stops one generation while the other completes', async () => {
     const c = await open();
-    c.send(gen('long', { max_tokens: 2000 }));
+    c.send(gen('long', { max_tokens: 2000, ignore_eos: true }));
     c.send(gen('short', { max_tokens: 16 }));
     await c.wait((m): m is ChunkMessage => m.type === 'chunk' && m.id === 'long', 20_000, 'a chunk of long');
     c.send({ type: 'cancel', id: 'long' });
@@ -183,8 +183,8 @@ describe('websocket stream', () => {
 
   test('closing the socket cancels its generations and frees the engine', async () => {
     const c = await open();
-    c.send(gen('x1', { max_tokens: 2000 }));
-    c.send(gen('x2', { max_tokens: 2000 }));
+    c.send(gen('x1', { max_tokens: 2000, ignore_eos: true }));
+    c.send(gen('x2', { max_tokens: 2000, ignore_eos: true }));
     await c.wait((m): m is ChunkMessage => m.type === 'chunk' && m.id === 'x1', 20_000, 'a chunk of x1');
     assert.ok(server.ctx.admission.inflight >= 1);
     await c.close();
