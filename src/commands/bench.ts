@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { BENCH_DEFAULTS, type BenchIO, type BenchOptions, runBenchmark } from '../bench/runner.js';
 import { GOODPUT_METRICS, type GoodputTargets } from '../bench/report.js';
+import { PROCESS_IO } from './io.js';
 
 export const BENCH_HELP = `usage: calm bench [options]
 
@@ -175,14 +176,6 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (values['no-progress']) o.progress = false;
   return o;
 }
-
-const PROCESS_IO: BenchIO = {
-  stdout: (s) => void process.stdout.write(s),
-  stderr: (s) => void process.stderr.write(s),
-  get stderrIsTTY() {
-    return process.stderr.isTTY === true;
-  },
-};
 
 /** `calm bench [options]`: returns the exit status (0 all requests succeeded, 1 some failed or the run failed, 2 bad options). */
 export async function benchCommand(argv: string[], io: BenchIO = PROCESS_IO): Promise<number> {

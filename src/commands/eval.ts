@@ -4,7 +4,7 @@ import { PROMPT_POLICIES, type PromptPolicy } from '../engine/prompt.js';
 import { DEFAULT_MODEL_DIR } from '../model/defaults.js';
 import { BRIER_ORDERS } from '../eval/brier.js';
 import { POSITION_MODES, type PositionMode } from '../eval/corpus.js';
-import type { ProgressIO } from '../eval/progress.js';
+import { type CommandIO, PROCESS_IO } from './io.js';
 import { EVAL_DEFAULTS, EvalError, type EvalOptions, type EvalReport, type BrierFigures, runEval } from '../eval/run.js';
 
 export const EVAL_HELP = `usage: calm eval --data FILE.jsonl [options]
@@ -123,16 +123,8 @@ export function formatReport(r: EvalReport): string {
   return lines.join('\n');
 }
 
-const PROCESS_IO = {
-  stdout: (s: string) => void process.stdout.write(s),
-  stderr: (s: string) => void process.stderr.write(s),
-  get stderrIsTTY() {
-    return process.stderr.isTTY === true;
-  },
-};
-
 /** `calm eval`: 0 on success, 1 when the evaluation failed, 2 for bad options. */
-export async function evalCommand(argv: string[], io: ProgressIO & { stdout: (s: string) => void } = PROCESS_IO): Promise<number> {
+export async function evalCommand(argv: string[], io: CommandIO = PROCESS_IO): Promise<number> {
   let parsed;
   try {
     parsed = parseEvalArgs(argv);

@@ -1,0 +1,15 @@
+// Where a command writes: the process's streams, or a capture in tests.
+export interface CommandIO {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  /** progress is redrawn on a terminal and written as lines otherwise */
+  stderrIsTTY: boolean;
+}
+
+export const PROCESS_IO: CommandIO = {
+  stdout: (s) => void process.stdout.write(s),
+  stderr: (s) => void process.stderr.write(s),
+  get stderrIsTTY() {
+    return process.stderr.isTTY === true;
+  },
+};
