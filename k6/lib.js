@@ -90,10 +90,14 @@ export function pickPrompt() {
   return PROMPTS[(__VU * 7 + __ITER) % PROMPTS.length];
 }
 
-/** Optional sampling fields from the environment: TEMPERATURE. */
+/**
+ * Sampling fields from the environment: TEMPERATURE (optional), and IGNORE_EOS (default 1):
+ * every request then writes max_tokens tokens, so loads are comparable whatever the model writes.
+ */
 function samplingFields(body) {
   const t = env('TEMPERATURE', '');
   if (t !== '') body.temperature = Number(t);
+  if (env('IGNORE_EOS', '1') !== '0') body.ignore_eos = true;
   return body;
 }
 
