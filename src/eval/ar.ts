@@ -8,7 +8,7 @@ import type { BundleManifest } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
 import type { Sessions } from '../model/sessions.js';
 import type { Rng } from '../sampling/rng.js';
-import { BrierAccumulator, probabilityTerms, twoSampleTerms } from './brier.js';
+import { BrierAccumulator, type BrierSummary, probabilityTerms, twoSampleTerms } from './brier.js';
 import { type EvalWindow, evalPositions, type PositionMode } from './corpus.js';
 import { positionStream } from './streams.js';
 
@@ -72,9 +72,8 @@ export class ArEvaluator {
   /** rollout rows per backbone call (two per position) */
   private readonly groupRows: number;
   private readonly probs: Float64Array;
-  readonly twoSample: BrierAccumulator;
   readonly exact: BrierAccumulator;
-  /** two-sample terms split by p mod 4, to set beside CALM's */
+  /** two-sample terms by p mod 4, to set beside CALM's */
   readonly byOffset: BrierAccumulator[];
 
   constructor(manifest: BundleManifest, sessions: Sessions, private readonly o: ArEvalOptions, block: number) {
@@ -85,9 +84,13 @@ export class ArEvaluator {
     this.kv = new KvCache(geometry, { maxRows: 1 + this.groupRows, maxPositions: block, initialCapacity: block });
     this.runner = new ModelRunner(manifest, sessions, this.kv);
     this.probs = new Float64Array(this.vocab);
-    this.twoSample = new BrierAccumulator(o.orders);
     this.exact = new BrierAccumulator(o.orders);
     this.byOffset = Array.from({ length: o.orders }, () => new BrierAccumulator(o.orders));
+  }
+
+  /** The two-sample figures of all positions scored so far. */
+  twoSample(): BrierSummary {
+    return BrierAccumulator.merged(this.o.orders, this.byOffset).summary();
   }
 
   async addWindow(w: EvalWindow): Promise<void> {
@@ -112,9 +115,7 @@ export class ArEvaluator {
         const target = w.tokens.subarray(p, p + orders);
         const a = tokens.subarray(2 * i * orders, (2 * i + 1) * orders);
         const b = tokens.subarray((2 * i + 1) * orders, (2 * i + 2) * orders);
-        const terms = twoSampleTerms(a, b, target, orders);
-        this.twoSample.add(terms);
-        this.byOffset[p % orders]!.add(terms);
+        this.byOffset[p % orders]!.add(twoSampleTerms(a, b, target, orders));
         const pTarget: number[] = [];
         const pCollision: number[] = [];
         let py = 1;
@@ -149,7 +150,8 @@ export class ArEvaluator {
       rngs.push(positionStream(seed, w.index, p, r & 1));
       this.kv.moveRow(0, 1 + r, p);
       pastLen.push(p);
-      tokenProbabilities(windowLogits.subarray((p - 1) * v, p * v), temperature, this.probs);
+      // both rollouts of a position draw their first token from the same distribution
+      if (r % 2 === 0) tokenProbabilities(windowLogits.subarray((p - 1) * v, p * v), temperature, this.probs);
       const x = drawToken(this.probs, v, rngs[r]!);
       tokens[r * orders] = x;
       probs[r * orders] = this.probs[x]!;

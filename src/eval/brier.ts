@@ -74,6 +74,19 @@ export class BrierAccumulator {
     return this.count;
   }
 
+  /** The accumulator of all positions of `parts` (e.g. the figures by offset, summed back). */
+  static merged(orders: number, parts: readonly BrierAccumulator[]): BrierAccumulator {
+    const all = new BrierAccumulator(orders);
+    for (const p of parts) {
+      all.count += p.count;
+      for (let n = 0; n < orders; n++) {
+        all.sum[n]! += p.sum[n]!;
+        all.sumSq[n]! += p.sumSq[n]!;
+      }
+    }
+    return all;
+  }
+
   summary(): BrierSummary {
     const c = this.count;
     const brier = Array.from(this.sum, (s) => (c > 0 ? s / c : 0));

@@ -8,7 +8,7 @@ import type { BundleManifest } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
 import type { Sessions } from '../model/sessions.js';
 import { type ChunkSamplerSettings, createChunkSampler } from '../sampling/factory.js';
-import { BRIER_ORDERS, BrierAccumulator, twoSampleTerms } from './brier.js';
+import { BRIER_ORDERS, BrierAccumulator, type BrierSummary, twoSampleTerms } from './brier.js';
 import type { EvalWindow, PositionMode } from './corpus.js';
 import { positionStream } from './streams.js';
 
@@ -37,11 +37,10 @@ export class CalmEvaluator {
   private readonly pad: number;
   private readonly kv: KvCache;
   private readonly runner: ModelRunner;
-  readonly accumulator: BrierAccumulator;
-  /** the same terms split by p mod K: 0 is the aligned positions, others need the prompt policy */
+  /** two-sample terms by p mod K: 0 is the aligned positions, the others need the prompt policy */
   readonly byOffset: BrierAccumulator[];
 
-  constructor(private readonly manifest: BundleManifest, sessions: Sessions, private readonly o: CalmEvalOptions, block: number) {
+  constructor(manifest: BundleManifest, sessions: Sessions, private readonly o: CalmEvalOptions, block: number) {
     this.k = manifest.patch_size;
     this.d = manifest.hidden_size;
     this.pad = manifest.special_tokens.pad;
@@ -51,22 +50,23 @@ export class CalmEvaluator {
     const geometry = { layers: manifest.num_layers, kvHeads: manifest.num_kv_heads, headDim: manifest.head_dim, dtype: manifest.dtype };
     this.kv = new KvCache(geometry, { maxRows: rows, maxPositions: positions, initialCapacity: positions });
     this.runner = new ModelRunner(manifest, sessions, this.kv);
-    this.accumulator = new BrierAccumulator(BRIER_ORDERS);
     this.byOffset = Array.from({ length: this.k }, () => new BrierAccumulator(BRIER_ORDERS));
+  }
+
+  /** All positions scored so far. */
+  summary(): BrierSummary {
+    return BrierAccumulator.merged(BRIER_ORDERS, this.byOffset).summary();
   }
 
   /** Scores a batch of at most batchWindows windows. */
   async addWindows(windows: readonly EvalWindow[]): Promise<void> {
     const contexts = await this.alignedContexts(windows, 0);
-    if (this.o.positions === 'all') {
-      for (let offset = 1; offset < this.k; offset++) {
-        if (this.o.promptPolicy === 'pad') {
-          for (let b = 0; b < windows.length; b++) contexts.push(...(await this.rightPaddedContexts(windows[b]!, b, offset)));
-        }
-      }
-      // left-padded passes overwrite cache rows 0..B-1, so they come after the right-padded ones
+    for (let offset = 1; this.o.positions === 'all' && offset < this.k; offset++) {
       if (this.o.promptPolicy === 'left') {
-        for (let offset = 1; offset < this.k; offset++) contexts.push(...(await this.alignedContexts(windows, this.k - offset)));
+        contexts.push(...(await this.alignedContexts(windows, this.k - offset)));
+      } else {
+        // reads cache rows 0..B-1 as the aligned pass left them (a left-padded pass would overwrite them)
+        for (let b = 0; b < windows.length; b++) contexts.push(...(await this.rightPaddedContexts(windows[b]!, b, offset)));
       }
     }
     await this.score(contexts);
@@ -138,7 +138,6 @@ export class CalmEvaluator {
       slice.forEach((c, i) => {
         const target = c.window.tokens.subarray(c.position, c.position + k);
         const terms = twoSampleTerms(results[2 * i]!.chunk, results[2 * i + 1]!.chunk, target, BRIER_ORDERS);
-        this.accumulator.add(terms);
         this.byOffset[c.position % k]!.add(terms);
       });
     }

@@ -154,8 +154,9 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
       chunk_accuracy_se: r.chunkAccuracySe, tokens: r.tokens, chunks: r.chunks,
     };
   } else {
-    const windows = documentWindows(documents, m.add_bos ? m.special_tokens.bos : null, windowUnit(bundle), block);
-    if (windows.length === 0) throw new EvalError(`${o.data} has no document of at least ${2 * k} tokens to evaluate`);
+    const unit = windowUnit(bundle);
+    const windows = documentWindows(documents, m.add_bos ? m.special_tokens.bos : null, unit, block);
+    if (windows.length === 0) throw new EvalError(`${o.data} has no document of at least ${2 * unit} tokens to evaluate`);
     report.windows = windows.length;
     report.settings = { seed: o.seed, block, positions: o.positions, temperature: o.temperature };
     const progress = new ProgressBar(io, title, windows.length, 'windows');
@@ -168,7 +169,7 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
         await calm.addWindows(batch);
         progress.advance(batch.length);
       }
-      report.brier = brierFigures(calm.accumulator.summary());
+      report.brier = brierFigures(calm.summary());
       if (o.positions === 'all') report.brier_by_offset = byOffset(calm.byOffset);
     } else {
       const ar = new ArEvaluator(m, sessions, { seed: o.seed, positions: o.positions, orders: BRIER_ORDERS, temperature: o.temperature, rolloutCacheBytes: ROLLOUT_CACHE_BYTES }, block);
@@ -176,7 +177,7 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
         await ar.addWindow(w);
         progress.advance(1);
       }
-      report.brier = brierFigures(ar.twoSample.summary());
+      report.brier = brierFigures(ar.twoSample());
       report.brier_exact = brierFigures(ar.exact.summary());
       if (o.positions === 'all') report.brier_by_offset = byOffset(ar.byOffset);
     }

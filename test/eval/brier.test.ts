@@ -108,6 +108,24 @@ describe('Brier terms', () => {
     assert.deepEqual(twoSampleTerms([2, 0, 0, 0], [3, 0, 0, 0], [2, 0, 0, 0], 4), [1, 1, 1, 1]);
   });
 
+  test('merged accumulators give the figures of all their positions', () => {
+    const rng = new Rng(5);
+    const all = new BrierAccumulator(2);
+    const parts = [new BrierAccumulator(2), new BrierAccumulator(2), new BrierAccumulator(2)];
+    for (let i = 0; i < 300; i++) {
+      const terms = [rng.nextInt(3) - 1, rng.nextInt(3) - 1];
+      all.add(terms);
+      parts[i % 3]!.add(terms);
+    }
+    const merged = BrierAccumulator.merged(2, parts).summary();
+    const direct = all.summary();
+    assert.equal(merged.positions, 300);
+    for (let n = 0; n < 2; n++) {
+      assert.ok(Math.abs(merged.brier[n]! - direct.brier[n]!) < 1e-12);
+      assert.ok(Math.abs(merged.se[n]! - direct.se[n]!) < 1e-12);
+    }
+  });
+
   test('BrierLM is 100 x the geometric mean, and 0 when an estimate is not positive', () => {
     assert.ok(Math.abs(brierLM([0.5, 0.2, 0.1, 0.05]) - 100 * (0.5 * 0.2 * 0.1 * 0.05) ** 0.25) < 1e-9);
     assert.equal(brierLM([0.5, 0.2, 0.1, 0]), 0);

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import { evalCommand, parseEvalArgs } from '../../src/commands/eval.js';
@@ -114,6 +117,8 @@ describe('the eval command', () => {
   });
 
   test('bad options are refused with exit status 2 and a reason', async () => {
+    const SHORT = join(mkdtempSync(join(tmpdir(), 'calm-eval-')), 'short.jsonl');
+    writeFileSync(SHORT, '{"text": "Amen."}\n');
     for (const [args, reason] of [
       [[], /--data FILE.jsonl is required/],
       [['--data', DATA, '--metric', 'perplexity'], /--metric must be one of brier, reconstruction/],
@@ -122,6 +127,7 @@ describe('the eval command', () => {
       [['--data', DATA, '--temperature', '1.5'], /temperature/],
       [['--data', DATA, '--bogus'], /bogus/],
       [['--data', '/nonexistent.jsonl'], /cannot read the dataset \/nonexistent.jsonl/],
+      [['--data', SHORT, '--model', DEFAULT_AR_MODEL_DIR], /has no document of at least 8 tokens/],
     ] as const) {
       const c = capture();
       assert.equal(await evalCommand([...args], c.io), 2, args.join(' '));
