@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { BENCH_DEFAULTS, type BenchIO, type BenchOptions, runBenchmark } from '../bench/runner.js';
 import { GOODPUT_METRICS, type GoodputTargets } from '../bench/report.js';
-import { PROCESS_IO } from './io.js';
+import { PROCESS_IO, UsageError } from './io.js';
 
 export const BENCH_HELP = `usage: calm bench [options]
 
@@ -53,17 +53,15 @@ example:
   calm bench --base-url http://localhost:8000 --dataset ../shared/data/wikitext103-test-documents.jsonl \\
     --prompt-len 64 --max-tokens 64 --max-concurrency 1,4,16,64 --num-prompts 64 --output bench.json --svg bench.svg`;
 
-export class BenchArgsError extends Error {}
-
 function positiveInt(name: string, v: string, min = 1): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new BenchArgsError(`--${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
   return n;
 }
 
 function positiveNumber(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new BenchArgsError(`--${name} must be a positive number, got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -78,16 +76,16 @@ export function parseGoodput(values: readonly string[]): GoodputTargets {
     const m = /^([a-z0-9]+):(.+)$/i.exec(item);
     const key = m?.[1]?.toLowerCase();
     if (!m || !GOODPUT_METRICS.includes(key as (typeof GOODPUT_METRICS)[number])) {
-      throw new BenchArgsError(`--goodput takes ttft:MS, tpot:MS and e2el:MS, got ${JSON.stringify(item)}`);
+      throw new UsageError(`--goodput takes ttft:MS, tpot:MS and e2el:MS, got ${JSON.stringify(item)}`);
     }
     const ms = Number(m[2]);
-    if (!Number.isFinite(ms) || ms <= 0) throw new BenchArgsError(`--goodput ${key} must be a positive number of milliseconds, got ${JSON.stringify(m[2])}`);
+    if (!Number.isFinite(ms) || ms <= 0) throw new UsageError(`--goodput ${key} must be a positive number of milliseconds, got ${JSON.stringify(m[2])}`);
     out[key as keyof GoodputTargets] = ms;
   }
   return out;
 }
 
-/** Reads the command line into benchmark options (throws BenchArgsError on bad input); null for --help. */
+/** Reads the command line into benchmark options (throws UsageError on bad input); null for --help. */
 export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions | null {
   let parsed;
   try {
@@ -106,7 +104,7 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       },
     });
   } catch (err) {
-    throw new BenchArgsError((err as Error).message);
+    throw new UsageError((err as Error).message);
   }
   const { values, tokens } = parsed;
   if (values.help) return null;
@@ -116,14 +114,14 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   for (const t of tokens ?? []) {
     if (t.kind === 'option') afterGoodput = t.name === 'goodput';
     else if (t.kind === 'positional') {
-      if (!afterGoodput) throw new BenchArgsError(`unexpected argument ${JSON.stringify(t.value)} (see calm bench --help)`);
+      if (!afterGoodput) throw new UsageError(`unexpected argument ${JSON.stringify(t.value)} (see calm bench --help)`);
       goodputWords.push(t.value);
     } else afterGoodput = false;
   }
   const o: BenchOptions = { ...BENCH_DEFAULTS, goodput: {}, extraBody: {} };
   if (values['base-url'] !== undefined) o.baseUrl = values['base-url'];
   o.baseUrl = o.baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
-  if (!/^https?:\/\//.test(o.baseUrl)) throw new BenchArgsError(`--base-url must start with http:// or https://, got ${JSON.stringify(o.baseUrl)}`);
+  if (!/^https?:\/\//.test(o.baseUrl)) throw new UsageError(`--base-url must start with http:// or https://, got ${JSON.stringify(o.baseUrl)}`);
   if (values.endpoint !== undefined) o.endpoint = values.endpoint.startsWith('/') ? values.endpoint : `/${values.endpoint}`;
   const apiKey = values['api-key'] ?? env.CALM_API_KEY ?? env.OPENAI_API_KEY;
   if (apiKey) o.apiKey = apiKey;
@@ -137,28 +135,28 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     try {
       extra = JSON.parse(values['extra-body']);
     } catch {
-      throw new BenchArgsError(`--extra-body must be a JSON object, got ${JSON.stringify(values['extra-body'])}`);
+      throw new UsageError(`--extra-body must be a JSON object, got ${JSON.stringify(values['extra-body'])}`);
     }
-    if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new BenchArgsError('--extra-body must be a JSON object');
+    if (typeof extra !== 'object' || extra === null || Array.isArray(extra)) throw new UsageError('--extra-body must be a JSON object');
     o.extraBody = extra as Record<string, unknown>;
   }
   if (values.temperature !== undefined) {
     const t = Number(values.temperature);
-    if (!Number.isFinite(t) || t < 0) throw new BenchArgsError(`--temperature must be a non-negative number, got ${JSON.stringify(values.temperature)}`);
+    if (!Number.isFinite(t) || t < 0) throw new UsageError(`--temperature must be a non-negative number, got ${JSON.stringify(values.temperature)}`);
     o.extraBody = { ...o.extraBody, temperature: t };
   }
   if (values.seed !== undefined) o.seed = positiveInt('seed', values.seed, 0);
   if (values['request-rate'] !== undefined) {
     o.requestRates = list(values['request-rate']).map((v) => (/^inf(inity)?$/i.test(v) ? Infinity : positiveNumber('request-rate', v)));
-    if (o.requestRates.length === 0) throw new BenchArgsError('--request-rate needs a value');
+    if (o.requestRates.length === 0) throw new UsageError('--request-rate needs a value');
   }
   if (values.burstiness !== undefined) o.burstiness = positiveNumber('burstiness', values.burstiness);
   if (values['max-concurrency'] !== undefined) {
     o.maxConcurrencies = list(values['max-concurrency']).map((v) => (/^(none|inf)$/i.test(v) ? null : positiveInt('max-concurrency', v)));
-    if (o.maxConcurrencies.length === 0) throw new BenchArgsError('--max-concurrency needs a value');
+    if (o.maxConcurrencies.length === 0) throw new UsageError('--max-concurrency needs a value');
   }
   if (o.requestRates.length > 1 && o.maxConcurrencies.length > 1) {
-    throw new BenchArgsError('sweep either --request-rate or --max-concurrency, not both (give one of them a single value)');
+    throw new UsageError('sweep either --request-rate or --max-concurrency, not both (give one of them a single value)');
   }
   if (values.warmup !== undefined) o.warmup = positiveInt('warmup', values.warmup, 0);
   if (values.timeout !== undefined) o.timeoutMs = positiveNumber('timeout', values.timeout) * 1000;
@@ -166,7 +164,7 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (values.percentiles !== undefined) {
     o.percentiles = list(values.percentiles).map((v) => {
       const p = Number(v);
-      if (!Number.isFinite(p) || p <= 0 || p >= 100) throw new BenchArgsError(`--percentiles takes numbers between 0 and 100, got ${JSON.stringify(v)}`);
+      if (!Number.isFinite(p) || p <= 0 || p >= 100) throw new UsageError(`--percentiles takes numbers between 0 and 100, got ${JSON.stringify(v)}`);
       return p;
     });
   }
@@ -183,7 +181,7 @@ export async function benchCommand(argv: string[], io: BenchIO = PROCESS_IO): Pr
   try {
     options = parseBenchArgs(argv);
   } catch (err) {
-    if (!(err instanceof BenchArgsError)) throw err;
+    if (!(err instanceof UsageError)) throw err;
     io.stderr(`calm bench: ${err.message}\n`);
     return 2;
   }

@@ -4,7 +4,7 @@ import { PROMPT_POLICIES, type PromptPolicy } from '../engine/prompt.js';
 import { DEFAULT_MODEL_DIR } from '../model/defaults.js';
 import { BRIER_ORDERS } from '../eval/brier.js';
 import { POSITION_MODES, type PositionMode } from '../eval/corpus.js';
-import { type CommandIO, PROCESS_IO } from './io.js';
+import { type CommandIO, PROCESS_IO, UsageError } from './io.js';
 import { EVAL_DEFAULTS, EvalError, type EvalOptions, type EvalReport, type BrierFigures, runEval } from '../eval/run.js';
 
 export const EVAL_HELP = `usage: calm eval --data FILE.jsonl [options]
@@ -38,18 +38,16 @@ autoencoder's reconstruction accuracy, on a JSONL corpus (one {"text": ...} per 
 example:
   calm eval --data ../shared/data/wikitext103-test-documents.jsonl --model models/bundles/ar-baseline --json`;
 
-export class EvalArgsError extends Error {}
-
 function integer(name: string, v: string | undefined, fallback: number, min: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new EvalArgsError(`--${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`);
   return n;
 }
 
 function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], fallback: T): T {
   if (v === undefined) return fallback;
-  if (!allowed.includes(v as T)) throw new EvalArgsError(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  if (!allowed.includes(v as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
   return v as T;
 }
 
@@ -67,14 +65,14 @@ export function parseEvalArgs(argv: string[]): { options: EvalOptions; json: boo
       },
     }));
   } catch (err) {
-    throw new EvalArgsError((err as Error).message);
+    throw new UsageError((err as Error).message);
   }
   if (values.help) return null;
-  if (values.data === undefined) throw new EvalArgsError('--data FILE.jsonl is required (see calm eval --help)');
+  if (values.data === undefined) throw new UsageError('--data FILE.jsonl is required (see calm eval --help)');
   let temperature: number = EVAL_DEFAULTS.temperature;
   if (values.temperature !== undefined) {
     temperature = Number(values.temperature);
-    if (!Number.isFinite(temperature) || temperature < 0) throw new EvalArgsError(`--temperature must be a number of at least 0, got ${JSON.stringify(values.temperature)}`);
+    if (!Number.isFinite(temperature) || temperature < 0) throw new UsageError(`--temperature must be a number of at least 0, got ${JSON.stringify(values.temperature)}`);
   }
   const options: EvalOptions = {
     ...EVAL_DEFAULTS,
@@ -129,7 +127,7 @@ export async function evalCommand(argv: string[], io: CommandIO = PROCESS_IO): P
   try {
     parsed = parseEvalArgs(argv);
   } catch (err) {
-    if (!(err instanceof EvalArgsError)) throw err;
+    if (!(err instanceof UsageError)) throw err;
     io.stderr(`calm eval: ${err.message}\n`);
     return 2;
   }

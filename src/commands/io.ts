@@ -1,4 +1,9 @@
-// Where a command writes: the process's streams, or a capture in tests.
+// What the commands share: where they write (the process's streams, or a capture in tests), and
+// the error for a bad command line (reported with exit status 2).
+
+/** A bad option or argument; the message says which and why. */
+export class UsageError extends Error {}
+
 export interface CommandIO {
   stdout: (s: string) => void;
   stderr: (s: string) => void;

@@ -5,7 +5,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { completionBody, firstModel, SseParser, streamCompletion, toRecord } from '../../src/bench/client.js';
-import { BenchArgsError, parseBenchArgs, parseGoodput } from '../../src/commands/bench.js';
+import { parseBenchArgs, parseGoodput } from '../../src/commands/bench.js';
+import { UsageError } from '../../src/commands/io.js';
 
 describe('SSE parsing', () => {
   test('events split anywhere, CRLF or LF, multi-line data, comments', () => {
@@ -169,7 +170,7 @@ describe('calm bench options', () => {
       [['--extra-body', '[1]'], /extra-body/],
       [['--base-url', 'localhost:8000'], /base-url/],
     ];
-    for (const [argv, re] of bad) assert.throws(() => parseBenchArgs(argv, {}), (e: unknown) => e instanceof BenchArgsError && re.test(e.message), argv.join(' '));
-    assert.throws(() => parseGoodput(['ttft:-1']), BenchArgsError);
+    for (const [argv, re] of bad) assert.throws(() => parseBenchArgs(argv, {}), (e: unknown) => e instanceof UsageError && re.test(e.message), argv.join(' '));
+    assert.throws(() => parseGoodput(['ttft:-1']), UsageError);
   });
 });
