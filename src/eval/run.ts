@@ -1,7 +1,6 @@
 // `calm eval`: loads a bundle, reads and tokenizes the corpus, runs the metric with progress,
 // and returns every figure as one report (the command prints it as a table or as JSON).
 import { ENGINE_DEFAULTS } from '../engine/config.js';
-import { KvCache } from '../engine/kv-cache.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import { type Bundle, loadBundle } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
@@ -138,9 +137,7 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
     const chunks = reconstructionChunks(documents, k, m.special_tokens.eos, m.special_tokens.pad);
     const total = chunks.length / k;
     const counts: ReconstructionCounts = { tokens: 0, tokensCorrect: 0, chunks: 0, chunksCorrect: 0 };
-    // the autoencoder graphs need no KV cache; the runner still wants one, the smallest there is
-    const kv = new KvCache({ layers: m.num_layers, kvHeads: m.num_kv_heads, headDim: m.head_dim, dtype: m.dtype }, { maxRows: 1, maxPositions: 1 });
-    const runner = new ModelRunner(m, sessions, kv);
+    const runner = new ModelRunner(m, sessions);
     const progress = new ProgressBar(io, title, total, 'chunks');
     for (let c = 0; c < total; c += RECONSTRUCTION_BATCH) {
       const n = Math.min(RECONSTRUCTION_BATCH, total - c);

@@ -26,7 +26,8 @@ export class ModelRunner {
   private readonly half: boolean;
   private readonly backboneOutputs: string[];
 
-  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, private readonly kv: KvCache) {
+  /** `kv` may be left out by a caller that runs only the autoencoder graphs (they keep no cache). */
+  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, private readonly kv?: KvCache) {
     this.half = manifest.dtype === 'float16';
     const first = manifest.kind === 'calm' ? 'hidden' : 'logits';
     this.backboneOutputs = [first];
@@ -41,7 +42,9 @@ export class ModelRunner {
    */
   async backbone(rowStart: number, rows: number, ids: BigInt64Array, newLen: number, pastLen: number[], valid: number[]): Promise<Float32Array> {
     const m = this.manifest;
-    const cap = this.kv.capacity;
+    const kv = this.kv;
+    if (!kv) throw new Error('ModelRunner.backbone needs a KV cache');
+    const cap = kv.capacity;
     const type = this.half ? 'float16' : 'float32';
     const feeds: Record<string, ort.Tensor> = {
       past_len: new ort.Tensor('int64', BigInt64Array.from(pastLen, (n) => BigInt(n)), [rows]),
@@ -50,15 +53,15 @@ export class ModelRunner {
     else feeds.input_ids = new ort.Tensor('int64', ids, [rows, newLen]);
     const kvDims = [rows, m.num_kv_heads, cap, m.head_dim];
     for (let i = 0; i < m.num_layers; i++) {
-      feeds[`past_key.${i}`] = new ort.Tensor(type, this.kv.view(i, 'key', rowStart, rows), kvDims);
-      feeds[`past_value.${i}`] = new ort.Tensor(type, this.kv.view(i, 'value', rowStart, rows), kvDims);
+      feeds[`past_key.${i}`] = new ort.Tensor(type, kv.view(i, 'key', rowStart, rows), kvDims);
+      feeds[`past_value.${i}`] = new ort.Tensor(type, kv.view(i, 'value', rowStart, rows), kvDims);
     }
     const t0 = performance.now();
     const out = await this.sessions.backbone!.run(feeds, this.backboneOutputs);
     this.clock.add('backbone', performance.now() - t0);
     for (let i = 0; i < m.num_layers; i++) {
-      this.kv.write(i, 'key', rowStart, out[`new_key.${i}`]!.data as KvArray, newLen, pastLen, valid);
-      this.kv.write(i, 'value', rowStart, out[`new_value.${i}`]!.data as KvArray, newLen, pastLen, valid);
+      kv.write(i, 'key', rowStart, out[`new_key.${i}`]!.data as KvArray, newLen, pastLen, valid);
+      kv.write(i, 'value', rowStart, out[`new_value.${i}`]!.data as KvArray, newLen, pastLen, valid);
     }
     const main = out[this.backboneOutputs[0]!]!.data as Float32Array | Uint16Array;
     return main instanceof Uint16Array ? floatArray(main) : main;
