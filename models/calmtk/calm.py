@@ -7,7 +7,7 @@ from torch import nn
 
 from .autoencoder import Autoencoder
 from .config import BackboneConfig
-from .layers import Backbone
+from .layers import Backbone, RMSNorm
 
 LN_EPS = 1e-6
 
@@ -57,6 +57,25 @@ class EnergyHead(nn.Module):
         return self.final_layer(x)
 
 
+class NextChunkTokens(nn.Module):
+    """Training-only auxiliary head: the backbone's hidden state -> K token distributions for the
+    next chunk (Linear d -> K*d, RMSNorm, a shared Linear d -> V). It gives the backbone a dense
+    cross-entropy signal; the energy head alone passes almost no gradient to the backbone while
+    it still ignores its condition. Not part of the checkpoint or the bundle."""
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.k, self.d = cfg.patch_size, cfg.hidden_size
+        self.proj = nn.Linear(self.d, self.k * self.d, bias=False)
+        self.norm = RMSNorm(self.d, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(self.d, cfg.vocab_size, bias=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., d] -> logits [..., K, V]."""
+        x = self.proj(hidden).reshape(*hidden.shape[:-1], self.k, self.d)
+        return self.lm_head(self.norm(x))
+
+
 class CALM(nn.Module):
     def __init__(self, cfg: BackboneConfig, ae: Autoencoder):
         super().__init__()
@@ -80,8 +99,10 @@ class CALM(nn.Module):
     def sample_noise(self, shape, device=None) -> torch.Tensor:
         return torch.rand(*shape, self.cfg.noise_size, device=device) - 0.5
 
-    def loss(self, tokens: torch.Tensor, n_targets: int = 100) -> tuple[torch.Tensor, dict[str, float]]:
-        """Energy-score loss on token blocks [B, T*K]: predict chunk t+1 from chunks <= t."""
+    def loss(self, tokens: torch.Tensor, n_targets: int = 100, aux: NextChunkTokens | None = None,
+             aux_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Energy-score loss on token blocks [B, T*K]: predict chunk t+1 from chunks <= t.
+        With `aux`, adds aux_weight * the next chunk's token cross-entropy from the same hidden state."""
         cfg = self.cfg
         b = tokens.shape[0]
         chunks = tokens.reshape(b, -1, cfg.patch_size)
@@ -98,4 +119,10 @@ class CALM(nn.Module):
         diversity = pair.sum(dim=(1, 2)) / (s * (s - 1))
         fidelity = torch.cdist(preds.transpose(0, 1), targets.transpose(0, 1)).pow(cfg.beta).mean(dim=(1, 2))  # [N]
         loss = (2 * fidelity - diversity).mean()
-        return loss, {"fidelity": fidelity.mean().item(), "diversity": diversity.mean().item()}
+        stats = {"fidelity": fidelity.mean().item(), "diversity": diversity.mean().item()}
+        if aux is not None:
+            logits = aux(hidden)
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunks[:, 1:].reshape(-1))
+            stats = {"energy": loss.item(), **stats, "aux_ce": ce.item()}
+            loss = loss + aux_weight * ce
+        return loss, stats

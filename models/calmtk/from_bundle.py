@@ -111,13 +111,16 @@ def _export_one(kind: str, model, tokenizer: Path, out: Path) -> None:
 def _configs(manifest: dict, shipped: dict[str, onnx.ModelProto]) -> tuple[AutoencoderConfig | None, BackboneConfig]:
     sp = manifest["special_tokens"]
     specials = dict(pad_token_id=sp["pad"], bos_token_id=sp["bos"], eos_token_id=sp["eos"])
-    # the FFN width is not in the manifest: read it off the first layer's gate projection
-    widths = [int(t.dims[1]) for t in shipped["backbone"].graph.initializer
-              if t.name.startswith("onnx::MatMul") and len(t.dims) == 2 and t.dims[0] == manifest["hidden_size"]
-              and t.dims[1] not in (manifest["hidden_size"], manifest["vocab_size"], 2 * manifest["hidden_size"])]
+    # the FFN width is not in the manifest: a SwiGLU is three consecutive matrices [d, I], [d, I], [I, d]
+    d = manifest["hidden_size"]
+    mats = [v.shape for _, op, v in _initializers_in_use_order(shipped["backbone"]) if op == "MatMul" and v.ndim == 2]
+    widths = [a[1] for a, b, c in zip(mats, mats[1:], mats[2:]) if a[0] == d and a == b and c == (a[1], d)]
     if not widths:
         raise RecoveryError("cannot find the FFN width in backbone.onnx")
-    common = dict(vocab_size=manifest["vocab_size"], hidden_size=manifest["hidden_size"], intermediate_size=widths[0],
+    # q, k, v look the same when there are as many KV heads as heads: prefer a width other than d
+    # (a wrong guess fails the structural check below)
+    widths = [w for w in widths if w != d] or widths
+    common = dict(vocab_size=manifest["vocab_size"], hidden_size=manifest["hidden_size"], intermediate_size=int(widths[0]),
                   num_hidden_layers=manifest["num_layers"], num_attention_heads=manifest["num_attention_heads"],
                   num_key_value_heads=manifest["num_kv_heads"], max_position_embeddings=manifest["max_positions"], **specials)
     if manifest["kind"] == "ar":

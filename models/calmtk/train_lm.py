@@ -18,10 +18,10 @@ from torch import nn
 
 from . import checkpoint
 from .ar import ARModel
-from .calm import CALM
+from .calm import CALM, NextChunkTokens
 from .config import BackboneConfig
 from .data import Corpus, random_blocks
-from .export import load_autoencoder
+from .export import load_ar, load_autoencoder, load_calm
 from .tokenizer import Tokenizer
 from .trainer import add_train_args, settings_from_args, train
 
@@ -47,6 +47,18 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--block", type=int, default=256, help="tokens per training sequence (a multiple of K)")
     ap.add_argument("--batch", type=int, default=16, help="sequences per step")
+    # CALM training options (the defaults are the recipe of the shipped 60-minute run)
+    ap.add_argument("--aux-ce", type=float, default=0.0, metavar="W",
+                    help="calm: add W x the next chunk's token cross-entropy from the backbone's hidden state "
+                         "(a training-only head, not exported); 0 = off")
+    ap.add_argument("--init-ar", type=Path, metavar="AR_DIR",
+                    help="calm: start the backbone (embed_tokens, layers, norm) from an AR checkpoint of the same "
+                         "sizes and tokenizer (and the --aux-ce head's output layer from its lm_head)")
+    ap.add_argument("--init-calm", type=Path, metavar="CALM_DIR",
+                    help="calm: start backbone, embed_proj and energy head from a CALM checkpoint (with --ae)")
+    ap.add_argument("--num-samples", type=int, default=8, help="calm: model samples per position in the energy score")
+    ap.add_argument("--n-targets", type=int, default=100, help="calm: encoder samples per position in the energy score")
+    ap.add_argument("--head-lr-mult", type=float, default=1.0, help="calm: learning-rate factor for the energy head")
     add_train_args(ap, lr=1e-3, minutes=60)
     args = ap.parse_args()
 
@@ -62,13 +74,33 @@ def main() -> None:
         if args.ae is None:
             ap.error("calm needs --ae")
         ae = load_autoencoder(args.ae)
-        cfg = BackboneConfig(**common, patch_size=ae.cfg.patch_size, latent_size=ae.cfg.latent_size)
-        model: nn.Module = CALM(cfg, ae)
-        init_weights(model.transformer)
-        init_weights(model.embed_proj)
-        init_weights(model.mlp_generator)
-        nn.init.zeros_(model.mlp_generator.final_layer.linears[-1].weight)
-        nn.init.zeros_(model.mlp_generator.final_layer.linears[-1].bias)
+        cfg = BackboneConfig(**common, patch_size=ae.cfg.patch_size, latent_size=ae.cfg.latent_size,
+                             num_samples=args.num_samples)
+        calm = CALM(cfg, ae)
+        init_weights(calm.transformer)
+        init_weights(calm.embed_proj)
+        init_weights(calm.mlp_generator)
+        nn.init.zeros_(calm.mlp_generator.final_layer.linears[-1].weight)
+        nn.init.zeros_(calm.mlp_generator.final_layer.linears[-1].bias)
+        aux = NextChunkTokens(cfg) if args.aux_ce > 0 else None
+        if aux is not None:
+            init_weights(aux)
+        if args.init_calm:
+            if args.resume:
+                print("--init-calm ignored: --resume continues from the run's own checkpoint", flush=True)
+            src = load_calm(args.ae, args.init_calm)
+            own = {k: v for k, v in src.state_dict().items() if not k.startswith("ae_model.")}
+            missing, unexpected = calm.load_state_dict(own, strict=False)
+            assert not unexpected and all(k.startswith("ae_model.") for k in missing), (missing, unexpected)
+        if args.init_ar:
+            src = load_ar(args.init_ar)
+            if src.cfg.vocab_size != cfg.vocab_size or src.cfg.hidden_size != cfg.hidden_size:
+                ap.error("--init-ar needs an AR model of the same vocabulary and width")
+            calm.transformer.load_state_dict(src.model.state_dict())
+            if aux is not None:
+                aux.lm_head.weight.data.copy_(src.lm_head.weight.data)
+                aux.norm.weight.data.copy_(src.model.norm.weight.data)
+        model: nn.Module = nn.ModuleDict({"calm": calm, "aux": aux}) if aux is not None else calm
         assert args.block % cfg.patch_size == 0
     else:
         cfg = BackboneConfig(**common)
@@ -83,21 +115,34 @@ def main() -> None:
     eval_rng = np.random.default_rng(1234)
     eval_batches = [torch.from_numpy(random_blocks(eval_stream, args.block + extra, args.batch, eval_rng)) for _ in range(8)]
 
+    # the model that is saved and exported (the auxiliary head, if any, is training-only)
+    core = model["calm"] if isinstance(model, nn.ModuleDict) else model
+
+    def loss_of(batch):
+        if args.kind == "calm":
+            aux = model["aux"] if isinstance(model, nn.ModuleDict) else None
+            return core.loss(batch, n_targets=args.n_targets, aux=aux, aux_weight=args.aux_ce)
+        return core.loss(batch)
+
     def step_fn(rng):
-        return model.loss(torch.from_numpy(random_blocks(train_stream, args.block + extra, args.batch, rng)).to(args.device))
+        return loss_of(torch.from_numpy(random_blocks(train_stream, args.block + extra, args.batch, rng)).to(args.device))
 
     def eval_fn():
         g = torch.get_rng_state()
         torch.manual_seed(0)
-        losses = [model.loss(b.to(args.device))[0].item() for b in eval_batches]
+        # CALM: the energy score alone (comparable across recipes; the auxiliary loss is left out)
+        losses = [core.loss(b.to(args.device))[0].item() for b in eval_batches]
         torch.set_rng_state(g)
         return {"eval_loss": float(np.mean(losses))}
 
     def save_fn(directory: Path):
         extra_cfg = {"model_type": "energy" if args.kind == "calm" else "llama"}
-        checkpoint.save(model, cfg, directory, **extra_cfg)
+        checkpoint.save(core, cfg, directory, **extra_cfg)
 
-    train(settings_from_args(args), model, step_fn, eval_fn, save_fn, args.resume)
+    lr_scales = None
+    if args.kind == "calm" and args.head_lr_mult != 1.0:
+        lr_scales = {id(p): args.head_lr_mult for p in core.mlp_generator.parameters()}
+    train(settings_from_args(args), model, step_fn, eval_fn, save_fn, args.resume, lr_scales)
 
 
 if __name__ == "__main__":

@@ -83,20 +83,24 @@ def train(
     eval_fn: Callable[[], dict[str, float]],
     save_fn: Callable[[Path], None],
     resume: bool,
+    lr_scales: dict[int, float] | None = None,
 ) -> None:
     """step_fn draws a batch with the given generator and returns (loss, stats);
-    save_fn writes the model in its final (exportable) form into a directory."""
+    save_fn writes the model in its final (exportable) form into a directory.
+    lr_scales: id(parameter) -> a factor on the learning rate for that parameter (default 1)."""
     torch.set_num_threads(s.threads)
     s.out.mkdir(parents=True, exist_ok=True)
     rng = seed_everything(s.seed)
     model.to(s.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=s.lr, betas=(0.9, 0.95),
-    )
+    lr_scales = lr_scales or {}
+    groups = []
+    for scale in sorted({lr_scales.get(id(p), 1.0) for p in params}, reverse=True):
+        mine = [p for p in params if lr_scales.get(id(p), 1.0) == scale]
+        groups.append({"params": [p for p in mine if p.dim() >= 2], "weight_decay": s.weight_decay, "lr_scale": scale})
+        groups.append({"params": [p for p in mine if p.dim() < 2], "weight_decay": 0.0, "lr_scale": scale})
+    groups = [g for g in groups if g["params"]]
+    opt = torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     ckpt = s.out / "checkpoint.pt"
     if resume and ckpt.exists():
@@ -131,7 +135,7 @@ def train(
         t0 = time.time()
         lr = lr_at(s, step, progress())
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         loss, stats = step_fn(rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
