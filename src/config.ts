@@ -22,6 +22,8 @@ export interface ServerConfig extends EngineConfig {
   logPrompts: boolean;
   /** model id reported by the API (default: the bundle's name) */
   modelName: string;
+  /** choices per prompt (`n`) at most */
+  maxN: number;
 }
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'bytes';
@@ -46,12 +48,17 @@ export const OPTIONS: Option[] = [
   { key: 'interOpThreads', flag: 'inter-op-threads', kind: 'int', help: 'onnxruntime threads across operators' },
   { key: 'maxRunning', flag: 'max-running', kind: 'int', help: 'sequences decoded together at most (continuous batching)' },
   { key: 'maxWaiting', flag: 'max-waiting', kind: 'int', help: 'requests queued at most; beyond it 429 with Retry-After' },
-  { key: 'kvCacheBytes', flag: 'kv-cache-bytes', kind: 'bytes', help: 'KV cache memory budget (bytes; suffixes k, m, g)' },
+  { key: 'kvCacheBytes', flag: 'kv-cache-bytes', kind: 'bytes', help: 'KV pool memory budget (bytes; suffixes k, m, g)' },
+  { key: 'blockSize', flag: 'block-size', kind: 'int', help: 'backbone positions per KV block (chunks for CALM, tokens for AR)' },
   { key: 'maxContextTokens', flag: 'max-context-tokens', kind: 'int', help: "context limit in tokens (0: the model's)" },
-  { key: 'prefillChunk', flag: 'prefill-chunk', kind: 'int', help: 'prompt positions prefilled per sequence per step (chunked prefill)' },
+  { key: 'maxBatchedPositions', flag: 'max-batched-positions', kind: 'int', help: 'backbone positions per step at most, decode first (at least --max-running)' },
+  { key: 'maxPrefillPositions', flag: 'max-prefill-positions', kind: 'int', help: 'prompt positions prefilled per step while others decode (chunked prefill)' },
   { key: 'promptPolicy', flag: 'prompt-policy', kind: 'string', choices: PROMPT_POLICIES, help: 'alignment of prompts that are not a multiple of K' },
   { key: 'defaultPoolSize', flag: 'pool-size', kind: 'int', help: 'default N of the batch sampler' },
-  { key: 'exactMaxDraws', flag: 'exact-max-draws', kind: 'int', help: 'draw budget per step of the exact sampler' },
+  { key: 'maxPoolSize', flag: 'max-pool-size', kind: 'int', help: 'largest pool_size a request may ask for' },
+  { key: 'maxStepDraws', flag: 'max-step-draws', kind: 'int', help: 'energy-head samples per step for T < 1 samplers; a larger pool continues over later steps' },
+  { key: 'exactMaxDraws', flag: 'exact-max-draws', kind: 'int', help: 'draw budget per chunk of the exact sampler' },
+  { key: 'maxN', flag: 'max-n', kind: 'int', help: 'choices per prompt (n) a request may ask for' },
   { key: 'apiKeys', flag: 'api-keys', kind: 'list', help: 'comma-separated API keys (none: no authentication)' },
   { key: 'apiKeys', flag: 'api-keys-file', kind: 'string', help: 'file with one API key per line (added to --api-keys)' },
   { key: 'corsOrigins', flag: 'cors-origins', kind: 'list', help: "comma-separated allowed origins, '*' for any (none: CORS off)" },
@@ -77,6 +84,7 @@ export const SERVER_DEFAULTS: ServerConfig = {
   healthStallMs: 30_000,
   logLevel: 'info',
   logPrompts: false,
+  maxN: 16,
 };
 
 export class ConfigError extends Error {}
@@ -154,8 +162,17 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     config.apiKeys.push(...text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
   }
   if (config.port > 65535) throw new ConfigError(`port must be at most 65535, got ${config.port}`);
-  if (config.maxRunning < 1) throw new ConfigError('max-running must be at least 1');
-  if (config.prefillChunk < 1) throw new ConfigError('prefill-chunk must be at least 1');
+  for (const [flag, value] of [['max-running', config.maxRunning], ['block-size', config.blockSize], ['max-prefill-positions', config.maxPrefillPositions],
+    ['pool-size', config.defaultPoolSize], ['max-pool-size', config.maxPoolSize], ['max-step-draws', config.maxStepDraws], ['max-n', config.maxN],
+    ['exact-max-draws', config.exactMaxDraws]] as const) {
+    if (value < 1) throw new ConfigError(`${flag} must be at least 1`);
+  }
+  if (config.maxBatchedPositions < config.maxRunning) {
+    throw new ConfigError(`max-batched-positions (${config.maxBatchedPositions}) must be at least max-running (${config.maxRunning}): every running sequence needs its position each step`);
+  }
+  if (config.defaultPoolSize > config.maxPoolSize) {
+    throw new ConfigError(`pool-size (${config.defaultPoolSize}) must not exceed max-pool-size (${config.maxPoolSize})`);
+  }
   config.promptPolicy = config.promptPolicy as PromptPolicy;
   return config;
 }

@@ -30,9 +30,11 @@ from .ar import ARModel
 from .autoencoder import Autoencoder
 from .calm import CALM
 from .config import AutoencoderConfig, BackboneConfig, load_config
+from .paged import page_backbone
 
 BUNDLE_FORMAT = "calm-bundle"
-BUNDLE_VERSION = 1
+# 2: the backbone reads its past from a block pool through a block table (calmtk/paged.py)
+BUNDLE_VERSION = 2
 OPSET = 17
 # protobuf cannot hold a single message over 2 GiB: larger graphs keep weights beside them.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -135,7 +137,7 @@ def declare_shapes(model: onnx.ModelProto, dims: dict[str, Dims]) -> None:
 
 
 def save_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
-               dims: dict[str, Dims], half: bool) -> None:
+               dims: dict[str, Dims], half: bool, paged: bool = False) -> None:
     dynamic = {name: {i: d for i, d in enumerate(shape) if isinstance(d, str)} for name, shape in dims.items()}
     with tempfile.TemporaryDirectory() as tmpdir, torch.no_grad():
         tmp = Path(tmpdir) / "graph.onnx"
@@ -145,6 +147,8 @@ def save_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str], ou
     if half:
         retype_double_to_half(model)
     declare_shapes(model, dims)
+    if paged:
+        page_backbone(model)
     for stale in (path, path.with_name(path.name + ".data")):
         stale.unlink(missing_ok=True)
     if _tensor_bytes(model) > EXTERNAL_DATA_THRESHOLD:
@@ -177,7 +181,7 @@ def export_calm(calm: CALM, tokenizer: Path, out: Path, half: bool = False, name
     dyn.update({n: ["batch", hkv, "new", dh] for n in pout})
     save_graph(BackboneGraph(calm),
                (torch.zeros(b, t, k, dtype=torch.long), torch.tensor([p, 2]), *past),
-               out / "backbone.onnx", ["chunk_ids", "past_len", *pin], ["hidden", *pout], dyn, half)
+               out / "backbone.onnx", ["chunk_ids", "past_len", *pin], ["hidden", *pout], dyn, half, paged=True)
     save_graph(HeadGraph(calm.mlp_generator),
                (torch.zeros(b, cfg.hidden_size, dtype=dt), torch.zeros(b, 3, cfg.noise_size, dtype=dt)),
                out / "head.onnx", ["hidden", "noise"], ["latent"],
@@ -208,7 +212,7 @@ def export_ar(ar: ARModel, tokenizer: Path, out: Path, half: bool = False, name:
     dyn.update({n: ["batch", hkv, "new", dh] for n in pout})
     save_graph(BackboneGraph(ar),
                (torch.zeros(b, t, dtype=torch.long), torch.tensor([p, 2]), *past),
-               out / "backbone.onnx", ["input_ids", "past_len", *pin], ["logits", *pout], dyn, half)
+               out / "backbone.onnx", ["input_ids", "past_len", *pin], ["logits", *pout], dyn, half, paged=True)
     return _finish(out, tokenizer, "ar", cfg, {"tokenizer": "tokenizer.json", "backbone": "backbone.onnx"}, half, name, {})
 
 

@@ -27,18 +27,40 @@ def ar_bundle(tiny_ar, tokenizer_file, tmp_path_factory):
     return out
 
 
-def kv_feeds(layers, per_row_kv, past_len, pad_to, rng):
-    """Stack per-row caches [Hkv, len, Dh] into [B, Hkv, pad_to, Dh]; slots past a row's length
-    hold random garbage, which the graph must ignore."""
-    feeds = {}
+def kv_feeds(layers, per_row_kv, past_len, rng, block_size=4, dtype=np.float32):
+    """The paged cache (bundle version 2): each row's first past_len[b] positions of its
+    per-layer (k, v) [Hkv, len, Dh] go into blocks of a shared pool, in a shuffled block order;
+    every other slot of the pool, and the padding of short block tables, hold random garbage
+    that the graph must ignore."""
+    tables = [-(-p // block_size) for p in past_len]
+    width = max(tables + [0])
+    blocks = max(1, sum(tables) + 2)
+    order = rng.permutation(blocks)
+    table = np.zeros((len(past_len), width), np.int64)
+    at = 0
+    for b, n in enumerate(tables):
+        table[b, :n] = order[at : at + n]
+        table[b, n:] = rng.integers(0, blocks, size=width - n)
+        at += n
+    feeds = {"block_table": table}
     for i in range(layers):
         for j, kind in enumerate(("key", "value")):
-            rows = []
-            for b, kv in enumerate(per_row_kv):
-                t = kv[i][j][:, : past_len[b]]
-                garbage = rng.standard_normal((t.shape[0], pad_to - t.shape[1], t.shape[2])).astype(np.float32) * 10
-                rows.append(np.concatenate([t, garbage], axis=1))
-            feeds[f"past_{kind}.{i}"] = np.stack(rows).astype(np.float32)
+            hkv, dh = per_row_kv[0][i][j].shape[0], per_row_kv[0][i][j].shape[2]
+            pool = (rng.standard_normal((blocks, hkv, block_size, dh)) * 10).astype(dtype)
+            for b, p in enumerate(past_len):
+                rows = per_row_kv[b][i][j][:, :p]
+                for pos in range(p):
+                    pool[table[b, pos // block_size], :, pos % block_size] = rows[:, pos]
+            feeds[f"{kind}_cache.{i}"] = pool
+    return feeds
+
+
+def empty_kv_feeds(layers, batch, kv_heads, head_dim, dtype=np.float32):
+    """No past: a block table with no columns over a one-block pool."""
+    feeds = {"block_table": np.zeros((batch, 0), np.int64)}
+    for i in range(layers):
+        for kind in ("key", "value"):
+            feeds[f"{kind}_cache.{i}"] = np.zeros((1, kv_heads, 1, head_dim), dtype)
     return feeds
 
 
@@ -57,7 +79,7 @@ def check_rows_at_different_past_lengths(bundle, fn, make_ids, out_name, layers)
     feeds = {
         ("chunk_ids" if out_name == "hidden" else "input_ids"): np.stack([s[p:] for s, p in zip(seqs, past_len)]),
         "past_len": np.array(past_len, dtype=np.int64),
-        **kv_feeds(layers, [r[1] for r in refs], past_len, max(past_len), rng),
+        **kv_feeds(layers, [r[1] for r in refs], past_len, rng),
     }
     got = ort_run(bundle / "backbone.onnx", feeds)
     for b, p in enumerate(past_len):
@@ -70,18 +92,20 @@ def check_rows_at_different_past_lengths(bundle, fn, make_ids, out_name, layers)
 def check_step_by_step_equals_full(bundle, make_ids, id_name, out_name, layers):
     rng = np.random.default_rng(1)
     ids = np.stack([make_ids(rng, 6) for _ in range(2)])
-    shape = (2, 2, 0, 8)  # [B, Hkv, P, Dh] of the tiny config
-    empty = {f"past_{k}.{i}": np.zeros(shape, np.float32) for i in range(layers) for k in ("key", "value")}
+    empty = empty_kv_feeds(layers, 2, 2, 8)  # [Hkv, Dh] of the tiny config
     full = ort_run(bundle / "backbone.onnx", {id_name: ids, "past_len": np.zeros(2, np.int64), **empty})
-    cache = dict(empty)
+    # per row, per layer: (k, v) [Hkv, t, Dh] written so far, fed back through the paged pool
+    rows = [[(np.zeros((2, 0, 8), np.float32), np.zeros((2, 0, 8), np.float32)) for _ in range(layers)] for _ in range(2)]
     for t in range(ids.shape[1]):
+        cache = kv_feeds(layers, rows, [t, t], rng, block_size=4) if t > 0 else empty
         step = ort_run(bundle / "backbone.onnx", {id_name: ids[:, t : t + 1], "past_len": np.full(2, t, np.int64), **cache})
         np.testing.assert_allclose(step[out_name][:, 0], full[out_name][:, t], atol=ATOL, rtol=ATOL)
+        for b in range(2):
+            rows[b] = [(np.concatenate([k, step[f"new_key.{i}"][b]], axis=1), np.concatenate([v, step[f"new_value.{i}"][b]], axis=1))
+                       for i, (k, v) in enumerate(rows[b])]
+    for b in range(2):
         for i in range(layers):
-            for k in ("key", "value"):
-                cache[f"past_{k}.{i}"] = np.concatenate([cache[f"past_{k}.{i}"], step[f"new_{k}.{i}"]], axis=2)
-    for i in range(layers):
-        np.testing.assert_allclose(cache[f"past_key.{i}"], full[f"new_key.{i}"], atol=ATOL, rtol=ATOL)
+            np.testing.assert_allclose(rows[b][i][0], full[f"new_key.{i}"][b], atol=ATOL, rtol=ATOL)
 
 
 def calm_ids(rng, n):
@@ -94,7 +118,7 @@ def ar_ids(rng, n):
 
 def test_manifest(calm_bundle, ar_bundle):
     m = json.loads((calm_bundle / "manifest.json").read_text())
-    assert (m["format"], m["version"], m["kind"], m["dtype"], m["patch_size"]) == ("calm-bundle", 1, "calm", "float32", 4)
+    assert (m["format"], m["version"], m["kind"], m["dtype"], m["patch_size"]) == ("calm-bundle", 2, "calm", "float32", 4)
     assert m["special_tokens"] == {"pad": 0, "bos": 1, "eos": 2}
     for f in m["files"].values():
         assert (calm_bundle / f).exists(), f
@@ -157,7 +181,7 @@ def test_float16_variant_runs_and_stays_close(tiny_calm, tiny_ar, tokenizer_file
     assert next(tiny_calm.parameters()).dtype == torch.float32  # export must not retype the caller's model
     rng = np.random.default_rng(5)
     ids = rng.integers(0, VOCAB, size=(2, 3, 4), dtype=np.int64)
-    empty = {f"past_{k}.{i}": np.zeros((2, 2, 0, 8), np.float16) for i in range(2) for k in ("key", "value")}
+    empty = empty_kv_feeds(2, 2, 2, 8, np.float16)
     got = ort_run(tmp_path / "calm16" / "backbone.onnx", {"chunk_ids": ids, "past_len": np.zeros(2, np.int64), **empty})
     assert got["hidden"].dtype == np.float16
     with torch.no_grad():
@@ -186,8 +210,40 @@ def test_large_graphs_keep_weights_in_external_data(tiny_ar, tokenizer_file, tmp
     graph, data = tmp_path / "ar" / "backbone.onnx", tmp_path / "ar" / "backbone.onnx.data"
     assert data.exists() and data.stat().st_size > graph.stat().st_size
     tok = np.random.default_rng(6).integers(0, VOCAB, size=(1, 4), dtype=np.int64)
-    empty = {f"past_{k}.{i}": np.zeros((1, 2, 0, 8), np.float32) for i in range(2) for k in ("key", "value")}
+    empty = empty_kv_feeds(2, 1, 2, 8)
     got = ort_run(graph, {"input_ids": tok, "past_len": np.zeros(1, np.int64), **empty})["logits"]
     with torch.no_grad():
         want = tiny_ar(torch.from_numpy(tok))[0].numpy()
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=ATOL)
+
+
+def test_version_1_bundle_upgrades_to_the_paged_interface(ar_bundle, tiny_ar, tmp_path):
+    """calmtk.paged turns a version-1 backbone (dense past inputs) into exactly the graph the
+    exporter writes today."""
+    from calmtk.export import BackboneGraph, past_names, save_graph
+    from calmtk.paged import upgrade_bundle
+
+    old = tmp_path / "v1"
+    old.mkdir()
+    cfg = tiny_ar.cfg
+    pin, pout = past_names(cfg.num_hidden_layers)
+    hkv, dh = cfg.num_key_value_heads, cfg.head_dim
+    dims = {"input_ids": ["batch", "new"], "past_len": ["batch"], "logits": ["batch", "new", cfg.vocab_size]}
+    dims.update({n: ["batch", hkv, "past", dh] for n in pin})
+    dims.update({n: ["batch", hkv, "new", dh] for n in pout})
+    past = [torch.zeros(2, hkv, 5, dh) for _ in pin]
+    save_graph(BackboneGraph(tiny_ar), (torch.zeros(2, 3, dtype=torch.long), torch.tensor([5, 2]), *past),
+               old / "backbone.onnx", ["input_ids", "past_len", *pin], ["logits", *pout], dims, False)
+    manifest = json.loads((ar_bundle / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    assert upgrade_bundle(old) is True
+    assert json.loads((old / "manifest.json").read_text())["version"] == 2
+    assert upgrade_bundle(old) is False  # already paged: left alone
+    rng = np.random.default_rng(4)
+    past_len = [6, 1]
+    refs = [torch_full(tiny_ar, ar_ids(rng, p + 2)) for p in past_len]
+    feeds = {"input_ids": ar_ids(rng, 4).reshape(2, 2), "past_len": np.array(past_len, np.int64),
+             **kv_feeds(2, [r[1] for r in refs], past_len, rng)}
+    got, want = ort_run(old / "backbone.onnx", feeds), ort_run(ar_bundle / "backbone.onnx", feeds)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])

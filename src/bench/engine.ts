@@ -1,9 +1,16 @@
 // `npm run bench:engine`: drives the engine in-process (no HTTP, no worker thread) on the
-// default bundles and reports output tokens/s by concurrency, the share of step time inside
-// onnxruntime versus JavaScript, and time per stage.
+// default bundles.
+//   (default)             output tokens/s by concurrency, onnxruntime vs JS share, stage times
+//   --scenario NAME       the engine's behaviour under sharing (docs/benchmarks.md, "Engine v2"):
+//     after-long          8 short streams' step time before and after a 4,500-token request ran
+//     prefill-burst       4 decoding streams while 24 prompts of 1,024 tokens arrive: their p99 gap vs their step alone
+//     large-pool          8 T = 1 streams alone, then beside one T = 0.5 request at the largest allowed pool
+//     admission           how many 128-token requests run at once under the default KV budget
+//     prefix              time to first chunk of n = 8 choices of one prompt against n = 1
 import { parseArgs } from 'node:util';
-import { ENGINE_DEFAULTS } from '../engine/config.js';
-import type { StepTiming } from '../engine/engine.js';
+import { ENGINE_DEFAULTS, type EngineConfig } from '../engine/config.js';
+import type { Engine, StepReport, StepTiming } from '../engine/engine.js';
+import type { InputProcessor } from '../engine/input.js';
 import { createEngine } from '../engine/setup.js';
 import type { GenerateRequest } from '../engine/types.js';
 import { DEFAULT_AR_MODEL_DIR, DEFAULT_MODEL_DIR } from '../model/defaults.js';
@@ -35,49 +42,89 @@ const PROMPTS = [
   'The quick brown fox jumps over the lazy dog.',
 ];
 
-async function measure(s: Scenario, concurrency: number, maxTokens: number, threads: number): Promise<Row> {
-  const steps: StepTiming[] = [];
-  let tokens = 0;
-  let pending = concurrency;
-  const { engine } = await createEngine({ ...ENGINE_DEFAULTS, modelDir: s.modelDir, intraOpThreads: threads, maxRunning: Math.max(64, concurrency) },
-    (e) => {
-      if (e.type === 'error') throw new Error(e.message);
-      if (e.type === 'done' && e.id !== 'warm') {
-        tokens += e.usage.completionTokens;
-        pending--;
-      }
-    },
-    (t) => steps.push(t));
-  // Warm-up: first runs allocate and JIT.
-  engine.submit({ id: 'warm', prompt: PROMPTS[0]!, maxTokens: 8, temperature: 1 });
-  while (await engine.step());
-  steps.length = 0;
-  tokens = 0;
-  const start = performance.now();
-  for (let i = 0; i < concurrency; i++) {
-    engine.submit({ id: `r${i}`, prompt: PROMPTS[i % PROMPTS.length]!, maxTokens, seed: i, ...s.request });
+/** An in-process engine with a record of every step and of when each request's chunks came. */
+class Bench {
+  readonly steps: StepTiming[] = [];
+  /** per request id: ms (performance.now) of each chunk with output */
+  readonly chunks = new Map<string, number[]>();
+  readonly done = new Set<string>();
+  maxRunning = 0;
+
+  private constructor(readonly engine: Engine, readonly input: InputProcessor) {}
+
+  static async create(modelDir: string, threads: number, overrides: Partial<EngineConfig> = {}): Promise<Bench> {
+    let self: Bench | null = null;
+    const onReport = (r: StepReport) => self!.record(r);
+    const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir, intraOpThreads: threads, ...overrides }, onReport);
+    self = new Bench(engine, input);
+    return self;
   }
-  while (pending > 0 && (await engine.step()));
+
+  submit(req: GenerateRequest): void {
+    this.chunks.set(req.id, []);
+    this.engine.submit(this.input.prepare({ ignoreEos: true, ...req }));
+  }
+
+  /** Steps until every id in `ids` is done (all submitted ones by default). */
+  async until(ids: readonly string[] = [...this.chunks.keys()]): Promise<void> {
+    while (ids.some((id) => !this.done.has(id))) if (!(await this.engine.step())) throw new Error('the engine went idle with requests unfinished');
+  }
+
+  private record(r: StepReport): void {
+    if (r.timing) this.steps.push(r.timing);
+    this.maxRunning = Math.max(this.maxRunning, r.stats.running);
+    const now = performance.now();
+    for (const e of r.events) {
+      if (e.type === 'error') throw new Error(`${e.id}: ${e.message}`);
+      if (e.type === 'done') this.done.add(e.id);
+      else if (e.tokenIds.length > 0) this.chunks.get(e.id)?.push(now);
+    }
+  }
+}
+
+const median = (xs: number[]) => quantile(xs, 0.5);
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+}
+
+/** Mean step time over the steps recorded since `from`. */
+function meanStep(b: Bench, from: number): number {
+  const steps = b.steps.slice(from);
+  return steps.reduce((n, t) => n + t.totalMs, 0) / steps.length;
+}
+
+async function warm(b: Bench): Promise<void> {
+  for (let i = 0; i < 4; i++) b.submit({ id: `warm${i}`, prompt: PROMPTS[i]!, maxTokens: 16, temperature: 1, seed: i });
+  await b.until();
+}
+
+async function measure(s: Scenario, concurrency: number, maxTokens: number, threads: number, rounds: number): Promise<Row> {
+  const b = await Bench.create(s.modelDir, threads, { maxRunning: Math.max(ENGINE_DEFAULTS.maxRunning, concurrency) });
+  await warm(b);
+  const from = b.steps.length;
+  const start = performance.now();
+  const ids: string[] = [];
+  for (let i = 0; i < concurrency * rounds; i++) {
+    const id = `r${i}`;
+    ids.push(id);
+    b.submit({ id, prompt: PROMPTS[i % PROMPTS.length]!, maxTokens, seed: i, ...s.request });
+    // `rounds` waves of `concurrency` requests, each wave submitted when the previous is done
+    if ((i + 1) % concurrency === 0) await b.until(ids);
+  }
   const seconds = (performance.now() - start) / 1000;
+  const steps = b.steps.slice(from);
   const sum = (f: (t: StepTiming) => number) => steps.reduce((n, t) => n + f(t), 0);
   const total = sum((t) => t.totalMs);
   const onnx = sum((t) => t.backboneMs + t.headMs + t.decoderMs);
   const per = (ms: number) => ms / steps.length;
+  const tokens = ids.length * maxTokens;
   return {
-    scenario: s.name,
-    concurrency,
-    tokens,
-    seconds,
-    tokensPerSecond: tokens / seconds,
-    steps: steps.length,
-    onnxShare: onnx / total,
-    jsShare: 1 - onnx / total,
+    scenario: s.name, concurrency, tokens, seconds, tokensPerSecond: tokens / seconds, steps: steps.length,
+    onnxShare: onnx / total, jsShare: 1 - onnx / total,
     msPerStep: {
-      backbone: per(sum((t) => t.backboneMs)),
-      head: per(sum((t) => t.headMs)),
-      decoder: per(sum((t) => t.decoderMs)),
-      sampler: per(sum((t) => t.samplerMs)),
-      other: per(total - onnx - sum((t) => t.samplerMs)),
+      backbone: per(sum((t) => t.backboneMs)), head: per(sum((t) => t.headMs)), decoder: per(sum((t) => t.decoderMs)),
+      sampler: per(sum((t) => t.samplerMs)), other: per(total - onnx - sum((t) => t.samplerMs)),
     },
   };
 }
@@ -93,16 +140,110 @@ function table(rows: Row[]): string {
   return [head, sep, ...lines].join('\n');
 }
 
+/** Eight short streams decode for `steps` steps; returns their mean step time. */
+async function shortStreams(b: Bench, tag: string, steps: number, extra: Partial<GenerateRequest> = {}): Promise<number> {
+  const ids = Array.from({ length: 8 }, (_, i) => `${tag}${i}`);
+  ids.forEach((id, i) => b.submit({ id, prompt: PROMPTS[i % PROMPTS.length]!, maxTokens: 4 * (steps + 8), temperature: 1, seed: i, ...extra }));
+  for (let i = 0; i < 4; i++) await b.engine.step(); // admission and prefill
+  const from = b.steps.length;
+  for (let i = 0; i < steps; i++) await b.engine.step();
+  const ms = meanStep(b, from);
+  for (const id of ids) b.engine.cancel(id);
+  await b.engine.step();
+  return ms;
+}
+
+const longPrompt = (tokens: number) => Array.from({ length: tokens }, (_, i) => 3 + ((i * 7919) % 4000));
+
+async function scenario(name: string, threads: number): Promise<Record<string, unknown>> {
+  switch (name) {
+    case 'after-long': {
+      const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+      await warm(b);
+      const before = await shortStreams(b, 'before', 40);
+      b.submit({ id: 'long', prompt: longPrompt(4500 - 64), maxTokens: 64, temperature: 1, seed: 1 });
+      await b.until(['long']);
+      const after = await shortStreams(b, 'after', 40);
+      return { scenario: name, step_ms_before: before, step_ms_after: after, ratio: after / before };
+    }
+    case 'prefill-burst': {
+      const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+      await warm(b);
+      const streams = Array.from({ length: 4 }, (_, i) => `s${i}`);
+      streams.forEach((id, i) => b.submit({ id, prompt: PROMPTS[i]!, maxTokens: 4000, temperature: 1, seed: i }));
+      for (let i = 0; i < 4; i++) await b.engine.step();
+      let from = b.steps.length;
+      for (let i = 0; i < 30; i++) await b.engine.step();
+      const alone = meanStep(b, from);
+      const mark = performance.now();
+      const burst = Array.from({ length: 24 }, (_, i) => `p${i}`);
+      burst.forEach((id, i) => b.submit({ id, prompt: longPrompt(1024).map((t) => t + i), maxTokens: 8, temperature: 1, seed: i }));
+      from = b.steps.length;
+      await b.until(burst);
+      const gaps = streams.flatMap((id) => {
+        const t = b.chunks.get(id)!.filter((x) => x >= mark);
+        return t.slice(1).map((x, i) => x - t[i]!);
+      });
+      const p99 = quantile(gaps, 0.99);
+      return { scenario: name, stream_step_ms_alone: alone, p99_gap_ms_during_burst: p99, max_gap_ms: Math.max(...gaps), ratio: p99 / alone, steps_during_burst: b.steps.length - from };
+    }
+    case 'large-pool': {
+      const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+      await warm(b);
+      const alone = await shortStreams(b, 'alone', 30);
+      b.submit({ id: 'pool', prompt: PROMPTS[0]!, maxTokens: 4000, temperature: 0.5, poolSize: ENGINE_DEFAULTS.maxPoolSize, seed: 9 });
+      const shared = await shortStreams(b, 'shared', 30);
+      return { scenario: name, pool_size: ENGINE_DEFAULTS.maxPoolSize, step_ms_alone: alone, step_ms_beside_pool: shared, ratio: shared / alone };
+    }
+    case 'admission': {
+      const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+      const ids = Array.from({ length: 600 }, (_, i) => `a${i}`);
+      ids.forEach((id, i) => b.submit({ id, prompt: PROMPTS[i % PROMPTS.length]!, maxTokens: 128, temperature: 1, seed: i }));
+      for (let i = 0; i < 40; i++) await b.engine.step();
+      return { scenario: name, max_running: b.maxRunning, blocks_total: b.engine.blocks.blocks, max_running_setting: ENGINE_DEFAULTS.maxRunning };
+    }
+    case 'prefix': {
+      const ttft = async (n: number) => {
+        const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+        await warm(b);
+        const prompt = longPrompt(1024);
+        const ids = Array.from({ length: n }, (_, i) => `c${i}`);
+        const start = performance.now();
+        ids.forEach((id, i) => b.submit({ id, prompt, maxTokens: 16, temperature: 1, seed: 5, seedStream: i }));
+        await b.until(ids);
+        return { first: median(ids.map((id) => b.chunks.get(id)![0]! - start)), last: Math.max(...ids.map((id) => b.chunks.get(id)![0]! - start)) };
+      };
+      const one = await ttft(1);
+      const eight = await ttft(8);
+      return { scenario: name, ttft_ms_n1: one.first, ttft_ms_n8_median: eight.first, ttft_ms_n8_last: eight.last, ratio_last: eight.last / one.first };
+    }
+    default:
+      throw new Error(`unknown scenario ${name}: after-long, prefill-burst, large-pool, admission, prefix`);
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       concurrency: { type: 'string', default: '1,4,16,64' },
       'max-tokens': { type: 'string', default: '64' },
+      rounds: { type: 'string', default: '2' },
       threads: { type: 'string', default: '0' },
       only: { type: 'string' },
+      scenario: { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
     },
   });
+  const threads = Number(values.threads);
+  if (values.scenario) {
+    const names = values.scenario.flatMap((s) => s.split(','));
+    const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix'] : names;
+    for (const name of all) {
+      const result = await scenario(name, threads);
+      console.log(values.json ? JSON.stringify(result) : Object.entries(result).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(3) : v}`).join(' '));
+    }
+    return;
+  }
   const scenarios: Scenario[] = [
     { name: 'CALM T=1', modelDir: DEFAULT_MODEL_DIR, request: { temperature: 1 } },
     { name: 'CALM T=0.5 N=200', modelDir: DEFAULT_MODEL_DIR, request: { temperature: 0.5, poolSize: 200 } },
@@ -112,7 +253,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const s of scenarios) {
     for (const c of levels) {
-      const row = await measure(s, c, Number(values['max-tokens']), Number(values.threads));
+      const row = await measure(s, c, Number(values['max-tokens']), threads, Number(values.rounds));
       rows.push(row);
       process.stderr.write(`${s.name} x${c}: ${row.tokensPerSecond.toFixed(1)} tok/s\n`);
     }

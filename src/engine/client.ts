@@ -1,46 +1,71 @@
-// The main thread's handle on the engine thread: submit requests, receive their events,
-// cancel them, watch the loop's liveness and statistics.
+// The main thread's handle on the engine thread: validate and tokenize requests (input.ts),
+// submit them, receive their events (one message per engine step), cancel them, and watch the
+// thread's liveness. If the engine thread dies, every pending request fails at once and the
+// death listeners run (the server exits so that its supervisor restarts it).
 import { Worker } from 'node:worker_threads';
+import { loadBundle } from '../model/bundle.js';
+import { TextTokenizer } from '../model/tokenizer.js';
 import type { EngineConfig } from './config.js';
 import type { StepTiming } from './engine.js';
+import { EngineRequestError, InputProcessor } from './input.js';
 import type { FromEngine, ToEngine } from './protocol.js';
 import type { EngineInfo } from './setup.js';
-import type { EngineEvent, EngineStats, GenerateRequest } from './types.js';
+import type { EngineEvent, EngineRequest, EngineStats, ErrorEvent, GenerateRequest } from './types.js';
 
 export type EventListener = (event: EngineEvent) => void;
 
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './worker-entry.mjs' : './worker.js', import.meta.url);
 
+const EMPTY_STATS: EngineStats = { running: 0, waiting: 0, blocksUsed: 0, blocksTotal: 0, steps: 0, preemptions: 0, prefixQueries: 0, prefixHits: 0 };
+
 export class EngineClient {
   private readonly listeners = new Map<string, EventListener>();
-  private stepListeners: ((t: StepTiming, s: EngineStats) => void)[] = [];
-  stats: EngineStats = { running: 0, waiting: 0, kvUsage: 0, steps: 0 };
+  private readonly stepListeners: ((t: StepTiming, s: EngineStats) => void)[] = [];
+  private readonly deathListeners: ((reason: string) => void)[] = [];
+  stats: EngineStats;
   /** wall-clock ms of the engine loop's last sign of life */
   lastHeartbeat = Date.now();
   private exited = false;
+  private closing = false;
 
-  private constructor(private readonly worker: Worker, readonly info: EngineInfo) {
+  private constructor(private readonly worker: Worker, readonly info: EngineInfo, readonly input: InputProcessor, readonly tokenizer: TextTokenizer) {
+    this.stats = { ...EMPTY_STATS, blocksTotal: info.blocks };
     worker.on('message', (msg: FromEngine) => this.onMessage(msg));
-    worker.on('exit', () => {
-      this.exited = true;
-    });
+    worker.on('error', (err) => this.die(`the engine thread failed: ${err.message}`));
+    worker.on('exit', (code) => this.die(`the engine thread exited with code ${code}`));
   }
 
   static start(config: EngineConfig): Promise<EngineClient> {
+    const bundle = loadBundle(config.modelDir);
+    const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, bundle.manifest.special_tokens);
     const worker = new Worker(WORKER_URL, { workerData: config });
     return new Promise((resolve, reject) => {
       const onMessage = (msg: FromEngine) => {
         if (msg.type === 'ready') {
-          worker.off('message', onMessage);
-          resolve(new EngineClient(worker, msg.info));
+          cleanup();
+          resolve(new EngineClient(worker, msg.info, new InputProcessor(msg.info.input, tokenizer), tokenizer));
         } else if (msg.type === 'fatal') {
+          cleanup();
           void worker.terminate();
           reject(new Error(msg.message));
         }
       };
+      const onError = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
+      const onExit = (code: number) => {
+        cleanup();
+        reject(new Error(`engine thread exited with code ${code} while loading`));
+      };
+      const cleanup = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
       worker.on('message', onMessage);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`engine thread exited with code ${code} while loading`)));
+      worker.on('error', onError);
+      worker.on('exit', onExit);
     });
   }
 
@@ -48,41 +73,71 @@ export class EngineClient {
     return !this.exited;
   }
 
-  /** Submits a request; `listener` receives its events until `done` or `error`. */
-  submit(request: GenerateRequest, listener: EventListener): void {
+  /** Validates and tokenizes a request for submit(); throws EngineRequestError for a client error. */
+  prepare(request: GenerateRequest): EngineRequest {
+    return this.input.prepare(request);
+  }
+
+  /** Submits a prepared request; `listener` receives its events until `done` or `error`. */
+  submit(request: EngineRequest, listener: EventListener): void {
+    if (this.exited) {
+      listener(deadEvent(request.id, 'the engine thread is not running'));
+      return;
+    }
     this.listeners.set(request.id, listener);
     this.post({ type: 'submit', request });
   }
 
-  /** Collects a whole generation (for the CLI, tests and benchmarks). */
+  /** Collects a whole generation (for the CLI, tests and benchmarks); a refused request ends with an error event. */
   generate(request: GenerateRequest, onChunk?: (e: EngineEvent) => void): Promise<{ text: string; events: EngineEvent[] }> {
     return new Promise((resolve) => {
       const events: EngineEvent[] = [];
       let text = '';
-      this.submit(request, (e) => {
+      let prepared: EngineRequest;
+      try {
+        prepared = this.prepare(request);
+      } catch (err) {
+        if (!(err instanceof EngineRequestError)) throw err;
+        const e: ErrorEvent = { type: 'error', id: request.id, code: err.code, message: err.message, ...(err.param ? { param: err.param } : {}) };
+        resolve({ text, events: [e] });
+        return;
+      }
+      this.submit(prepared, (e) => {
         events.push(e);
         onChunk?.(e);
         if (e.type === 'chunk') text += e.text;
-        if (e.type !== 'chunk') resolve({ text, events });
+        else resolve({ text, events });
       });
     });
   }
 
   cancel(id: string): void {
-    this.post({ type: 'cancel', id });
+    if (!this.exited) this.post({ type: 'cancel', id });
   }
 
   onStep(listener: (t: StepTiming, s: EngineStats) => void): void {
     this.stepListeners.push(listener);
   }
 
-  async close(): Promise<void> {
+  /** Runs once if the engine thread dies (not when close() stops it). */
+  onDeath(listener: (reason: string) => void): void {
+    this.deathListeners.push(listener);
+  }
+
+  /**
+   * Stops the loop and waits for the thread to end, at most `graceMs`. A thread still busy then
+   * (a wedged step) is left to the process's exit, unreferenced: terminating a worker in the middle
+   * of an onnxruntime call aborts the whole process.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    this.closing = true;
     if (this.exited) return;
-    const stopped = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    const stopped = new Promise<boolean>((resolve) => this.worker.once('exit', () => resolve(true)));
     this.post({ type: 'stop' });
-    const timer = setTimeout(() => void this.worker.terminate(), 5000);
-    await stopped;
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([stopped, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)))]);
     clearTimeout(timer);
+    if (!ended) this.worker.unref();
   }
 
   private post(msg: ToEngine): void {
@@ -91,17 +146,17 @@ export class EngineClient {
 
   private onMessage(msg: FromEngine): void {
     switch (msg.type) {
-      case 'event': {
-        const listener = this.listeners.get(msg.event.id);
-        if (msg.event.type !== 'chunk') this.listeners.delete(msg.event.id);
-        listener?.(msg.event);
-        break;
-      }
-      case 'step':
+      case 'step': {
         this.stats = msg.stats;
         this.lastHeartbeat = msg.heartbeat;
-        for (const l of this.stepListeners) l(msg.timing, msg.stats);
+        for (const event of msg.events) {
+          const listener = this.listeners.get(event.id);
+          if (event.type !== 'chunk') this.listeners.delete(event.id);
+          listener?.(event);
+        }
+        if (msg.timing) for (const l of this.stepListeners) l(msg.timing, msg.stats);
         break;
+      }
       case 'heartbeat':
         this.stats = msg.stats;
         this.lastHeartbeat = msg.at;
@@ -114,4 +169,17 @@ export class EngineClient {
         break;
     }
   }
+
+  private die(reason: string): void {
+    if (this.exited) return;
+    this.exited = true;
+    const pending = [...this.listeners];
+    this.listeners.clear();
+    for (const [id, listener] of pending) listener(deadEvent(id, reason));
+    if (!this.closing) for (const l of this.deathListeners) l(reason);
+  }
+}
+
+function deadEvent(id: string, reason: string): ErrorEvent {
+  return { type: 'error', id, code: 'engine_dead', message: `${reason}; this request cannot finish` };
 }

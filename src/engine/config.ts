@@ -1,6 +1,7 @@
-// Engine settings: where the model comes from, how it runs, how much it may hold.
+// Engine settings: where the model comes from, how it runs, how much it may hold and do per step.
 import type { Device } from '../model/sessions.js';
 import type { PromptPolicy } from './prompt.js';
+import type { FaultInjection } from './step-runner.js';
 
 export interface EngineConfig {
   modelDir: string;
@@ -8,33 +9,50 @@ export interface EngineConfig {
   /** onnxruntime threads inside one operator (0: one per core) */
   intraOpThreads: number;
   interOpThreads: number;
-  /** running sequences at most (rows of the KV cache) */
+  /** sequences in the running batch at most */
   maxRunning: number;
   /** queued requests at most; beyond it submissions are refused */
   maxWaiting: number;
-  /** KV cache memory budget */
+  /** KV pool memory budget, bytes */
   kvCacheBytes: number;
+  /** backbone positions per KV block */
+  blockSize: number;
   /** context limit in tokens (0: the model's own) */
   maxContextTokens: number;
-  /** prompt positions prefilled per sequence per step */
-  prefillChunk: number;
+  /** backbone positions per step at most, decode and prefill together */
+  maxBatchedPositions: number;
+  /** prompt positions prefilled per step while other sequences decode (chunked prefill) */
+  maxPrefillPositions: number;
   promptPolicy: PromptPolicy;
   defaultPoolSize: number;
+  /** largest pool_size a request may ask for */
+  maxPoolSize: number;
+  /** energy-head samples per step for samplers that want more than one (a larger pool continues next step) */
+  maxStepDraws: number;
+  /** samples per head + decoder call (bounds the memory of one call) */
+  maxCallDraws: number;
   exactMaxDraws: number;
+  /** tests only: make model calls fail (no command-line flag) */
+  faults?: FaultInjection;
 }
 
 export const ENGINE_DEFAULTS: Omit<EngineConfig, 'modelDir'> = {
   device: 'cpu',
   intraOpThreads: 0,
   interOpThreads: 1,
-  maxRunning: 64,
+  maxRunning: 256,
   maxWaiting: 256,
   kvCacheBytes: 1 << 30,
+  blockSize: 16,
   maxContextTokens: 0,
-  prefillChunk: 64,
+  maxBatchedPositions: 512,
+  maxPrefillPositions: 64,
   // left, not the authors' pad: at prompts that end inside a chunk it keeps the model's Brier-1
   // at its aligned level, where pad loses two thirds of it (docs/quality.md, "Prompt alignment")
   promptPolicy: 'left',
   defaultPoolSize: 200,
+  maxPoolSize: 4096,
+  maxStepDraws: 256,
+  maxCallDraws: 1024,
   exactMaxDraws: 4096,
 };

@@ -1,12 +1,13 @@
-// Builds an engine from its config: bundle, graphs, tokenizer, KV cache sized by the budget.
+// Builds an engine from its config: bundle, graphs, tokenizer, the KV pool sized by the budget.
 import { loadBundle } from '../model/bundle.js';
+import { bytesPerPosition, KvPool } from '../model/kv-pool.js';
 import { ModelRunner } from '../model/runner.js';
 import { openSessions } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
+import { BlockManager } from './block-manager.js';
 import type { EngineConfig } from './config.js';
-import { Engine, type StepTiming } from './engine.js';
-import { bytesPerPosition, KvCache } from './kv-cache.js';
-import type { EngineEvent } from './types.js';
+import { Engine, type StepReport } from './engine.js';
+import { type InputLimits, InputProcessor } from './input.js';
 
 export interface EngineInfo {
   model: string;
@@ -16,15 +17,17 @@ export interface EngineInfo {
   patchSize: number;
   contextTokens: number;
   maxRunning: number;
+  /** the KV pool: blocks of blockSize positions, bytes in all */
+  blocks: number;
+  blockSize: number;
   kvCacheBytes: number;
   loadMs: number;
+  /** what the frontend checks requests against (src/engine/input.ts) */
+  input: InputLimits;
 }
 
-export async function createEngine(
-  config: EngineConfig,
-  emit: (e: EngineEvent) => void,
-  onStep?: (t: StepTiming) => void,
-): Promise<{ engine: Engine; info: EngineInfo }> {
+/** The engine, what it reports about itself, and a frontend on the same tokenizer for in-process callers (benchmarks, tests). */
+export async function createEngine(config: EngineConfig, report: (r: StepReport) => void): Promise<{ engine: Engine; info: EngineInfo; input: InputProcessor }> {
   const t0 = performance.now();
   const bundle = loadBundle(config.modelDir);
   const m = bundle.manifest;
@@ -33,28 +36,33 @@ export async function createEngine(
   const contextTokens = Math.min(m.context_tokens, config.maxContextTokens > 0 ? config.maxContextTokens : m.context_tokens);
   const maxPositions = Math.floor(contextTokens / m.patch_size);
   const geometry = { layers: m.num_layers, kvHeads: m.num_kv_heads, headDim: m.head_dim, dtype: m.dtype };
-  // The budget buys rows of full context; the cache allocates them lazily as sequences grow.
-  const rowsByBudget = Math.floor(config.kvCacheBytes / (maxPositions * bytesPerPosition(geometry)));
-  if (rowsByBudget < 1) {
-    throw new Error(`kv cache budget ${config.kvCacheBytes} bytes cannot hold one sequence of ${contextTokens} tokens ` +
-      `(${maxPositions * bytesPerPosition(geometry)} bytes); raise it or lower the context limit`);
+  const blockBytes = config.blockSize * bytesPerPosition(geometry);
+  const blocks = Math.floor(config.kvCacheBytes / blockBytes);
+  if (blocks < 2) {
+    throw new Error(`kv cache budget ${config.kvCacheBytes} bytes holds fewer than 2 blocks of ${config.blockSize} positions ` +
+      `(${blockBytes} bytes each); raise --kv-cache-bytes or lower --block-size`);
   }
-  const maxRows = Math.min(config.maxRunning, rowsByBudget);
-  const kv = new KvCache(geometry, { maxRows, maxPositions });
-  const runner = new ModelRunner(m, sessions, kv);
-  const engine = new Engine(bundle, runner, kv, tokenizer, {
-    maxRunning: maxRows,
-    maxWaiting: config.maxWaiting,
-    prefillChunk: config.prefillChunk,
-    promptPolicy: config.promptPolicy,
-    defaultPoolSize: config.defaultPoolSize,
+  const pool = new KvPool(geometry, blocks, config.blockSize);
+  const blockManager = new BlockManager(blocks, config.blockSize);
+  const runner = new ModelRunner(m, sessions, pool);
+  const engine = new Engine(m, runner, blockManager, tokenizer, {
+    maxRunning: config.maxRunning,
+    maxBatchedPositions: config.maxBatchedPositions,
+    maxPrefillPositions: config.maxPrefillPositions,
+    maxPositions,
+    draws: { perStep: config.maxStepDraws, perCall: config.maxCallDraws },
     exactMaxDraws: config.exactMaxDraws,
-  }, emit, onStep);
-  return {
-    engine,
-    info: {
-      model: m.name, kind: m.kind, device: config.device, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
-      maxRunning: maxRows, kvCacheBytes: maxRows * maxPositions * bytesPerPosition(geometry), loadMs: performance.now() - t0,
+    ...(config.faults ? { faults: config.faults } : {}),
+  }, report);
+  const reserve = engine.scheduler.reserveBlocks;
+  const info: EngineInfo = {
+    model: m.name, kind: m.kind, device: config.device, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
+    maxRunning: config.maxRunning, blocks, blockSize: config.blockSize, kvCacheBytes: pool.bytes, loadMs: performance.now() - t0,
+    input: {
+      kind: m.kind, patchSize: m.patch_size, vocabSize: m.vocab_size, pad: m.special_tokens.pad, bos: m.special_tokens.bos, addBos: m.add_bos,
+      maxPositions, poolPositions: (blocks - reserve) * config.blockSize, defaultPoolSize: config.defaultPoolSize, maxPoolSize: config.maxPoolSize,
+      promptPolicy: config.promptPolicy, maxTokenBytes: tokenizer.maxTokenBytes,
     },
   };
+  return { engine, info, input: new InputProcessor(info.input, tokenizer) };
 }

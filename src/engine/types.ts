@@ -25,6 +25,28 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
 }
 
+/**
+ * A request after validation and tokenization (src/engine/input.ts, on the main thread): what the
+ * engine thread receives. Everything here has been checked; the engine only runs it.
+ */
+export interface EngineRequest {
+  id: string;
+  /** the backbone's prompt input, flat: BOS, prompt and alignment PAD; a multiple of K ids */
+  input: Int32Array;
+  /** prompt tokens as the user sent them, for usage */
+  promptTokens: number;
+  maxTokens: number;
+  temperature: number;
+  /** CALM only */
+  sampler: SamplerKind;
+  poolSize: number;
+  seed: number;
+  seedStream: number;
+  stop: string[];
+  ignoreEos: boolean;
+}
+
+/** `cancelled`: by the client, a disconnect, a timeout or a drain. */
 export type FinishReason = 'stop' | 'length' | 'cancelled';
 
 export interface Usage {
@@ -39,11 +61,7 @@ export interface ChunkEvent {
   tokenIds: number[];
   /** new text (may be '' while a character or a possible stop string is incomplete) */
   text: string;
-  /** ms since the request was submitted */
-  elapsedMs: number;
-  /** duration of the engine step that produced this chunk */
-  stepMs: number;
-  /** set on the request's last chunk (a `done` event follows) */
+  /** set on the request's last chunk (its `done` event follows in the same step) */
   finishReason?: FinishReason;
 }
 
@@ -52,18 +70,25 @@ export interface DoneEvent {
   id: string;
   finishReason: FinishReason;
   usage: Usage;
+  /** from submission to the first admission into the running batch */
   queueMs: number;
   totalMs: number;
   /** the seed the request's random stream used (given or drawn) */
   seed: number;
+  /** times the request lost its KV blocks to others and recomputed them */
+  preemptions: number;
+  /** prompt positions found in the prefix cache instead of computed */
+  cachedPositions: number;
 }
 
 export type EngineErrorCode =
   | 'invalid_request'
   | 'temperature_above_one'
   | 'context_length_exceeded'
+  | 'limit_exceeded'
   | 'queue_full'
-  | 'engine_error';
+  | 'engine_error'
+  | 'engine_dead';
 
 export interface ErrorEvent {
   type: 'error';
@@ -78,6 +103,12 @@ export type EngineEvent = ChunkEvent | DoneEvent | ErrorEvent;
 export interface EngineStats {
   running: number;
   waiting: number;
-  kvUsage: number;
+  /** KV blocks referenced by running sequences */
+  blocksUsed: number;
+  blocksTotal: number;
   steps: number;
+  preemptions: number;
+  /** prefix-cache lookups of full prompt blocks, and those that found the block */
+  prefixQueries: number;
+  prefixHits: number;
 }

@@ -1,17 +1,17 @@
 // The engine's thread. onnxruntime-node's session.run is synchronous native work, so the
-// whole engine (cache, scheduler, samplers, detokenizer) lives here and the main thread only
+// whole engine (KV pool, scheduler, samplers, detokenizer) lives here and the main thread only
 // exchanges small messages with it.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EngineConfig } from './config.js';
+import type { FromEngine, ToEngine } from './protocol.js';
 import { createEngine } from './setup.js';
-import type { ToEngine, FromEngine } from './protocol.js';
 
 const port = parentPort!;
 const post = (msg: FromEngine) => port.postMessage(msg);
 
 try {
-  const { engine, info } = await createEngine(workerData as EngineConfig, (event) => post({ type: 'event', event }), (timing) =>
-    post({ type: 'step', timing, stats: engine.stats, heartbeat: Date.now() }),
+  const { engine, info } = await createEngine(workerData as EngineConfig, (r) =>
+    post({ type: 'step', events: r.events, timing: r.timing, stats: r.stats, heartbeat: Date.now() }),
   );
   port.on('message', (msg: ToEngine) => {
     if (msg.type === 'submit') engine.submit(msg.request);

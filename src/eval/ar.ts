@@ -3,13 +3,14 @@
 // 2 P(y_1..n) - sum_x P(x_1..n)^2, with P(y) exact under teacher forcing, the collision sum
 // exact for n = 1 and, for n > 1, estimated without bias by the mean of P(x) over the two
 // rollouts (sum_x P(x)^2 = E_x~P[P(x)]; the exact sum would need V^(n-1) model calls).
-import { bytesPerPosition, KvCache } from '../engine/kv-cache.js';
+import { bytesPerPosition } from '../model/kv-pool.js';
 import type { BundleManifest } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
 import type { Sessions } from '../model/sessions.js';
 import type { Rng } from '../sampling/rng.js';
 import { BrierAccumulator, type BrierSummary, probabilityTerms, twoSampleTerms } from './brier.js';
 import { type EvalWindow, evalPositions, type PositionMode } from './corpus.js';
+import { RowCache } from './rows.js';
 import { positionStream } from './streams.js';
 
 export interface ArEvalOptions {
@@ -67,7 +68,7 @@ function sumSquares(probs: Float64Array, vocab: number): number {
 
 export class ArEvaluator {
   private readonly vocab: number;
-  private readonly kv: KvCache;
+  private readonly kv: RowCache;
   private readonly runner: ModelRunner;
   /** rollout rows per backbone call (two per position) */
   private readonly groupRows: number;
@@ -81,8 +82,8 @@ export class ArEvaluator {
     const geometry = { layers: manifest.num_layers, kvHeads: manifest.num_kv_heads, headDim: manifest.head_dim, dtype: manifest.dtype };
     const rows = Math.floor(o.rolloutCacheBytes / (block * bytesPerPosition(geometry))) - 1;
     this.groupRows = Math.max(2, rows - (rows % 2));
-    this.kv = new KvCache(geometry, { maxRows: 1 + this.groupRows, maxPositions: block, initialCapacity: block });
-    this.runner = new ModelRunner(manifest, sessions, this.kv);
+    this.kv = new RowCache(geometry, 1 + this.groupRows, block);
+    this.runner = new ModelRunner(manifest, sessions, this.kv.pool);
     this.probs = new Float64Array(this.vocab);
     this.exact = new BrierAccumulator(o.orders);
     this.byOffset = Array.from({ length: o.orders }, () => new BrierAccumulator(o.orders));
@@ -98,7 +99,7 @@ export class ArEvaluator {
     const v = this.vocab;
     const len = w.tokens.length;
     const ids = BigInt64Array.from(w.tokens, (t) => BigInt(t));
-    const logits = await this.runner.backbone(0, 1, ids, len, [0], [len]);
+    const logits = await this.runner.backbone(this.kv.batch([0], ids, len, [0], [len]));
     // logits row i predicts token i + 1: its probability of the text's token, and sum p^2
     const targetProb = new Float64Array(len - 1);
     const collision = new Float64Array(len - 1);
@@ -148,7 +149,7 @@ export class ArEvaluator {
     for (let r = 0; r < rows; r++) {
       const p = positions[r >> 1]!;
       rngs.push(positionStream(seed, w.index, p, r & 1));
-      this.kv.moveRow(0, 1 + r, p);
+      this.kv.fork(0, 1 + r, p);
       pastLen.push(p);
       // both rollouts of a position draw their first token from the same distribution
       if (r % 2 === 0) tokenProbabilities(windowLogits.subarray((p - 1) * v, p * v), temperature, this.probs);
@@ -158,7 +159,8 @@ export class ArEvaluator {
     }
     for (let t = 1; t < orders; t++) {
       const ids = BigInt64Array.from({ length: rows }, (_, r) => BigInt(tokens[r * orders + t - 1]!));
-      const logits = await this.runner.backbone(1, rows, ids, 1, pastLen.map((p) => p + t - 1), pastLen.map(() => 1));
+      const rowIds = Array.from({ length: rows }, (_, r) => 1 + r);
+      const logits = await this.runner.backbone(this.kv.batch(rowIds, ids, 1, pastLen.map((p) => p + t - 1), pastLen.map(() => 1)));
       for (let r = 0; r < rows; r++) {
         tokenProbabilities(logits.subarray(r * v, (r + 1) * v), temperature, this.probs);
         const x = drawToken(this.probs, v, rngs[r]!);

@@ -2,7 +2,6 @@
 // energy head at every position, through the engine's own sampler path (drawChunks). Brier-n
 // compares the first n tokens of each sampled chunk with the text (n <= 4 <= K).
 import { drawChunks, type ChunkDraw } from '../engine/chunk-draws.js';
-import { KvCache } from '../engine/kv-cache.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import type { BundleManifest } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
@@ -10,6 +9,7 @@ import type { Sessions } from '../model/sessions.js';
 import { type ChunkSamplerSettings, createChunkSampler } from '../sampling/factory.js';
 import { BRIER_ORDERS, BrierAccumulator, type BrierSummary, twoSampleTerms } from './brier.js';
 import type { EvalWindow, PositionMode } from './corpus.js';
+import { RowCache } from './rows.js';
 import { positionStream } from './streams.js';
 
 export interface CalmEvalOptions {
@@ -35,7 +35,7 @@ export class CalmEvaluator {
   private readonly k: number;
   private readonly d: number;
   private readonly pad: number;
-  private readonly kv: KvCache;
+  private readonly kv: RowCache;
   private readonly runner: ModelRunner;
   /** two-sample terms by p mod K: 0 is the aligned positions, the others need the prompt policy */
   readonly byOffset: BrierAccumulator[];
@@ -48,8 +48,8 @@ export class CalmEvaluator {
     // pad policy, unaligned positions: one extra row per chunk of a window holds a copy of its prefix
     const rows = o.batchWindows + positions;
     const geometry = { layers: manifest.num_layers, kvHeads: manifest.num_kv_heads, headDim: manifest.head_dim, dtype: manifest.dtype };
-    this.kv = new KvCache(geometry, { maxRows: rows, maxPositions: positions, initialCapacity: positions });
-    this.runner = new ModelRunner(manifest, sessions, this.kv);
+    this.kv = new RowCache(geometry, rows, positions);
+    this.runner = new ModelRunner(manifest, sessions, this.kv.pool);
     this.byOffset = Array.from({ length: this.k }, () => new BrierAccumulator(BRIER_ORDERS));
   }
 
@@ -85,7 +85,9 @@ export class CalmEvaluator {
       const base = b * newLen * k + leftPad;
       for (let i = 0; i < lengths[b]! * k - leftPad; i++) ids[base + i] = BigInt(w.tokens[i]!);
     });
-    const hidden = await this.runner.backbone(0, windows.length, ids, newLen, windows.map(() => 0), lengths);
+    const rows = windows.map((_, b) => b);
+    for (const row of rows) this.kv.reset(row);
+    const hidden = await this.runner.backbone(this.kv.batch(rows, ids, newLen, windows.map(() => 0), lengths));
     const out: Context[] = [];
     windows.forEach((w, b) => {
       for (let j = 0; j < lengths[b]!; j++) {
@@ -111,11 +113,12 @@ export class CalmEvaluator {
     const ids = new BigInt64Array(positions.length * k).fill(BigInt(this.pad));
     const pastLen = positions.map((p, i) => {
       const j = (p - offset) / k;
-      this.kv.moveRow(row, first + i, j);
+      this.kv.fork(row, first + i, j);
       for (let t = 0; t < offset; t++) ids[i * k + t] = BigInt(w.tokens[j * k + t]!);
       return j;
     });
-    const hidden = await this.runner.backbone(first, positions.length, ids, 1, pastLen, positions.map(() => 1));
+    const rows = positions.map((_, i) => first + i);
+    const hidden = await this.runner.backbone(this.kv.batch(rows, ids, 1, pastLen, positions.map(() => 1)));
     return positions.map((position, i) => ({ window: w, position, hidden: hidden.slice(i * this.d, (i + 1) * this.d) }));
   }
 
@@ -134,10 +137,15 @@ export class CalmEvaluator {
           rng: positionStream(this.o.seed, c.window.index, c.position, sample),
         })),
       );
-      const results = await drawChunks(this.runner, items);
+      const { outcomes } = await drawChunks(this.runner, items);
+      const chunk = (i: number): Int32Array => {
+        const o = outcomes[i];
+        if (o instanceof Error) throw o;
+        return o!.chunk; // unlimited draws: every item decides
+      };
       slice.forEach((c, i) => {
         const target = c.window.tokens.subarray(c.position, c.position + k);
-        const terms = twoSampleTerms(results[2 * i]!.chunk, results[2 * i + 1]!.chunk, target, BRIER_ORDERS);
+        const terms = twoSampleTerms(chunk(2 * i), chunk(2 * i + 1), target, BRIER_ORDERS);
         this.byOffset[c.position % k]!.add(terms);
       });
     }

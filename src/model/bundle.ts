@@ -4,7 +4,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const BUNDLE_FORMAT = 'calm-bundle';
-export const BUNDLE_VERSION = 1;
+/** 2: the backbone reads its past from a paged KV pool through a block table (docs/model-bundle.md). */
+export const BUNDLE_VERSION = 2;
 
 export type BundleKind = 'calm' | 'ar';
 export type GraphName = 'backbone' | 'head' | 'decoder' | 'encoder';
@@ -79,6 +80,10 @@ export function loadBundle(dirArg: string): Bundle {
     fail(dir, `manifest.json is not valid JSON (${(err as Error).message})`);
   }
   if (raw.format !== BUNDLE_FORMAT) fail(dir, `manifest format is ${JSON.stringify(raw.format)}, expected "${BUNDLE_FORMAT}"`);
+  if (raw.version === 1) {
+    fail(dir, 'manifest version 1 (a backbone with dense past inputs) is not served any more; upgrade the bundle in place to the ' +
+      `paged version ${BUNDLE_VERSION} with \`cd models && /usr/bin/python3 -m calmtk.paged ${dir}\` (docs/model-bundle.md)`);
+  }
   if (raw.version !== BUNDLE_VERSION) {
     fail(dir, `manifest version ${JSON.stringify(raw.version)} is not supported (this server reads version ${BUNDLE_VERSION})`);
   }

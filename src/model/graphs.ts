@@ -18,11 +18,14 @@ export interface GraphSpec {
   outputs: ValueSpec[];
 }
 
-function kvSpecs(m: BundleManifest, prefix: 'past' | 'new'): ValueSpec[] {
-  const specs: ValueSpec[] = [];
+/** The paged cache inputs: block_table and every layer's pool; the new keys/values out. */
+function kvSpecs(m: BundleManifest, side: 'in' | 'out'): ValueSpec[] {
+  const specs: ValueSpec[] = side === 'in' ? [{ name: 'block_table', type: 'int64', shape: [null, null] }] : [];
   for (let i = 0; i < m.num_layers; i++) {
     for (const kind of ['key', 'value']) {
-      specs.push({ name: `${prefix}_${kind}.${i}`, type: m.dtype, shape: [null, m.num_kv_heads, null, m.head_dim] });
+      specs.push(side === 'in'
+        ? { name: `${kind}_cache.${i}`, type: m.dtype, shape: [null, m.num_kv_heads, null, m.head_dim] }
+        : { name: `new_${kind}.${i}`, type: m.dtype, shape: [null, m.num_kv_heads, null, m.head_dim] });
     }
   }
   return specs;
@@ -38,17 +41,17 @@ export function graphSpec(m: BundleManifest, graph: GraphName): GraphSpec {
             inputs: [
               { name: 'chunk_ids', type: 'int64', shape: [null, null, k] },
               { name: 'past_len', type: 'int64', shape: [null] },
-              ...kvSpecs(m, 'past'),
+              ...kvSpecs(m, 'in'),
             ],
-            outputs: [{ name: 'hidden', type: f, shape: [null, null, m.hidden_size] }, ...kvSpecs(m, 'new')],
+            outputs: [{ name: 'hidden', type: f, shape: [null, null, m.hidden_size] }, ...kvSpecs(m, 'out')],
           }
         : {
             inputs: [
               { name: 'input_ids', type: 'int64', shape: [null, null] },
               { name: 'past_len', type: 'int64', shape: [null] },
-              ...kvSpecs(m, 'past'),
+              ...kvSpecs(m, 'in'),
             ],
-            outputs: [{ name: 'logits', type: f, shape: [null, null, m.vocab_size] }, ...kvSpecs(m, 'new')],
+            outputs: [{ name: 'logits', type: f, shape: [null, null, m.vocab_size] }, ...kvSpecs(m, 'out')],
           };
     case 'head':
       return {

@@ -1,9 +1,9 @@
 // Runs the bundle's graphs on batches. Knows tensors and the KV cache layout; nothing of
 // requests, sampling or HTTP. Every call records the time spent inside onnxruntime.
 import ort from 'onnxruntime-node';
-import type { KvArray, KvCache } from '../engine/kv-cache.js';
 import type { BundleManifest } from './bundle.js';
 import { floatArray, halfArray } from './float16.js';
+import type { KvArray, KvPool } from './kv-pool.js';
 import type { Sessions } from './sessions.js';
 
 export type Stage = 'backbone' | 'head' | 'decoder';
@@ -21,13 +21,28 @@ export class StageClock {
   }
 }
 
+/** One backbone call: `rows` sequences, each with `newLen` input positions (right-padded where a row has fewer). */
+export interface BackboneBatch {
+  /** newLen inputs per row: chunks of K ids for CALM, tokens for AR */
+  ids: BigInt64Array;
+  rows: number;
+  newLen: number;
+  /** positions each row already has in the pool */
+  pastLen: number[];
+  /** real new positions of each row (the rest of its newLen is padding) */
+  valid: number[];
+  /** row r's blocks at [r * width, (r + 1) * width), covering pastLen[r] + valid[r] positions; padded with any valid id */
+  blockTable: BigInt64Array;
+  width: number;
+}
+
 export class ModelRunner {
   readonly clock = new StageClock();
   private readonly half: boolean;
   private readonly backboneOutputs: string[];
 
   /** `kv` may be left out by a caller that runs only the autoencoder graphs (they keep no cache). */
-  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, private readonly kv?: KvCache) {
+  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, readonly kv?: KvPool) {
     this.half = manifest.dtype === 'float16';
     const first = manifest.kind === 'calm' ? 'hidden' : 'logits';
     this.backboneOutputs = [first];
@@ -35,33 +50,32 @@ export class ModelRunner {
   }
 
   /**
-   * One backbone call over cache rows [rowStart, rowStart + rows). `ids` holds newLen inputs per
-   * row (chunks of K for CALM, tokens for AR), right-padded where a row has fewer (`valid`).
-   * Writes the new KV rows into the cache and returns hidden states [rows, newLen, d] (CALM)
-   * or logits [rows, newLen, vocab] (AR), as float32.
+   * One backbone call. The graph reads each row's past from the pool through its block table;
+   * the new positions' keys and values are scattered into the pool here. Returns hidden states
+   * [rows, newLen, d] (CALM) or logits [rows, newLen, vocab] (AR), as float32.
    */
-  async backbone(rowStart: number, rows: number, ids: BigInt64Array, newLen: number, pastLen: number[], valid: number[]): Promise<Float32Array> {
+  async backbone(b: BackboneBatch): Promise<Float32Array> {
     const m = this.manifest;
     const kv = this.kv;
-    if (!kv) throw new Error('ModelRunner.backbone needs a KV cache');
-    const cap = kv.capacity;
+    if (!kv) throw new Error('ModelRunner.backbone needs a KV pool');
     const type = this.half ? 'float16' : 'float32';
     const feeds: Record<string, ort.Tensor> = {
-      past_len: new ort.Tensor('int64', BigInt64Array.from(pastLen, (n) => BigInt(n)), [rows]),
+      past_len: new ort.Tensor('int64', BigInt64Array.from(b.pastLen, (n) => BigInt(n)), [b.rows]),
+      block_table: new ort.Tensor('int64', b.blockTable, [b.rows, b.width]),
     };
-    if (m.kind === 'calm') feeds.chunk_ids = new ort.Tensor('int64', ids, [rows, newLen, m.patch_size]);
-    else feeds.input_ids = new ort.Tensor('int64', ids, [rows, newLen]);
-    const kvDims = [rows, m.num_kv_heads, cap, m.head_dim];
+    if (m.kind === 'calm') feeds.chunk_ids = new ort.Tensor('int64', b.ids, [b.rows, b.newLen, m.patch_size]);
+    else feeds.input_ids = new ort.Tensor('int64', b.ids, [b.rows, b.newLen]);
+    const dims = kv.dims;
     for (let i = 0; i < m.num_layers; i++) {
-      feeds[`past_key.${i}`] = new ort.Tensor(type, kv.view(i, 'key', rowStart, rows), kvDims);
-      feeds[`past_value.${i}`] = new ort.Tensor(type, kv.view(i, 'value', rowStart, rows), kvDims);
+      feeds[`key_cache.${i}`] = new ort.Tensor(type, kv.keys[i]!, dims);
+      feeds[`value_cache.${i}`] = new ort.Tensor(type, kv.values[i]!, dims);
     }
     const t0 = performance.now();
     const out = await this.sessions.backbone!.run(feeds, this.backboneOutputs);
     this.clock.add('backbone', performance.now() - t0);
     for (let i = 0; i < m.num_layers; i++) {
-      kv.write(i, 'key', rowStart, out[`new_key.${i}`]!.data as KvArray, newLen, pastLen, valid);
-      kv.write(i, 'value', rowStart, out[`new_value.${i}`]!.data as KvArray, newLen, pastLen, valid);
+      kv.scatter(i, 'key', out[`new_key.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
+      kv.scatter(i, 'value', out[`new_value.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
     }
     const main = out[this.backboneOutputs[0]!]!.data as Float32Array | Uint16Array;
     return main instanceof Uint16Array ? floatArray(main) : main;

@@ -22,6 +22,13 @@ export class TextTokenizer {
     return kept.length === 0 ? '' : this.tok.decode(kept, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   }
 
+  /** UTF-8 bytes of the longest vocabulary entry: an upper bound on the text one token stands for. */
+  get maxTokenBytes(): number {
+    let max = 1;
+    for (const token of this.tok.get_vocab(true).keys()) max = Math.max(max, Buffer.byteLength(token, 'utf8'));
+    return max;
+  }
+
   get vocabSize(): number {
     return this.tok.get_vocab(true).size;
   }

@@ -136,6 +136,7 @@ export interface BatchOptions {
 /** Algorithm 2 as a ChunkSampler: draw a pool of N, then run the cascade on it. */
 export class BatchSampler implements ChunkSampler {
   readonly k: number;
+  readonly divisible = true;
   readonly poolSize: number;
   private readonly power: ChunkPower;
   private readonly cascade = new PoolCascade();

@@ -39,6 +39,13 @@ export interface SampleResult {
  */
 export interface ChunkSampler {
   readonly k: number;
+  /**
+   * Whether `wanted()` samples may arrive over several feeds (and several engine steps) without
+   * changing the result: true when every sample drawn is used whatever the order of feeds (the
+   * batch pool); false when the sampler may decide mid-batch and discard the rest, so that the
+   * random stream it consumes depends on the batch sizes (the exact sampler).
+   */
+  readonly divisible: boolean;
   /** Forget the previous step; the next feed starts a new one. */
   reset(): void;
   /** How many samples to draw next; 0 once a result was returned. */

@@ -47,6 +47,7 @@ export interface ExactOptions {
  */
 export class ExactSampler implements ChunkSampler {
   readonly k: number;
+  readonly divisible = false;
   readonly maxDraws: number;
   readonly drawBatch: number;
   private readonly power: ChunkPower;

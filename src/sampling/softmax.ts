@@ -32,7 +32,9 @@ export class SoftmaxSampler {
 
   sample(logits: Float32Array, temperature: number, rng: Rng): number {
     checkTokenTemperature(temperature);
-    if (temperature === 0) return argmax(logits);
+    // 1/T overflows for T = 0 and subnormal T: both mean greedy.
+    const inv = 1 / temperature;
+    if (inv === Infinity || inv === -Infinity) return argmax(logits);
     const vocab = logits.length;
     if (this.scratch.length < vocab) this.scratch = new Float64Array(vocab);
     const cumulative = this.scratch;
@@ -42,7 +44,6 @@ export class SoftmaxSampler {
       if (v > max) max = v;
     }
     // Subtracting the max keeps every exponent <= 0: no overflow, and the largest term is 1.
-    const inv = 1 / temperature;
     let total = 0;
     for (let i = 0; i < vocab; i++) {
       total += Math.exp((logits[i]! - max) * inv);

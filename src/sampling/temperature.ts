@@ -45,7 +45,8 @@ export function chunkPower(temperature: number): ChunkPower {
       'temperature',
     );
   }
-  const alpha = 1 / temperature; // Infinity for 0 and for subnormal T: both mean greedy
+  // Infinity for 0 (and -0, which must not become -Infinity) and for subnormal T: all mean greedy.
+  const alpha = temperature === 0 ? Infinity : 1 / temperature;
   if (alpha === Infinity) return { temperature, alpha, n: Infinity, a: 0 };
   const nearest = Math.round(alpha);
   const snapped = Math.abs(alpha - nearest) <= SNAP * alpha ? nearest : alpha;

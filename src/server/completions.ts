@@ -1,7 +1,7 @@
 // POST /v1/completions: OpenAI's completions API, whole or streamed as server-sent events.
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { DoneEvent } from '../engine/types.js';
+import type { DoneEvent, EngineRequest } from '../engine/types.js';
 import type { ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
@@ -31,20 +31,22 @@ function usage(choices: Choice[], n: number) {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function finishReason(r: DoneEvent): 'stop' | 'length' {
-  // A cancelled request has no client left to read this; report what OpenAI clients know.
-  return r.finishReason === 'stop' ? 'stop' : 'length';
-}
-
 export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
   app.post('/v1/completions', async (req: FastifyRequest, reply: FastifyReply) => {
-    admit(ctx.generation, 1); // before parsing: refusing under load must stay cheap
-    const params = parseCompletion(req.body, ctx.served);
-    const requests = engineRequests(params, `cmpl-${randomUUID()}`);
-    admit(ctx.generation, requests.length);
-    const id = requests[0]!.id.replace(/-\d+$/, '');
+    const id = `cmpl-${randomUUID()}`;
+    let params: CompletionParams;
+    let requests: EngineRequest[];
+    try {
+      admit(ctx.generation, 1); // before parsing: refusing under load must stay cheap
+      params = parseCompletion(req.body, ctx.served, ctx.config.maxN);
+      requests = engineRequests(params, id, ctx.engine.input, ctx.generation.capacity);
+      admit(ctx.generation, requests.length);
+    } catch (err) {
+      ctx.metrics.refused();
+      throw err;
+    }
     const created = Math.floor(Date.now() / 1000);
-    const choices: Choice[] = requests.map((r, index) => ({ index, prompt: r.prompt, text: '', echoed: false, result: null }));
+    const choices: Choice[] = requests.map((_, index) => ({ index, prompt: params.prompts[Math.floor(index / params.n)]!, text: '', echoed: false, result: null }));
     if (ctx.config.logPrompts) req.log.debug({ prompts: params.prompts }, 'completion prompts');
     return params.stream
       ? stream(ctx, req, reply, params, requests, choices, id, created)
@@ -52,7 +54,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
   });
 }
 
-async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams, requests: ReturnType<typeof engineRequests>,
+async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams, requests: EngineRequest[],
   choices: Choice[], id: string, created: number) {
   const gens: Generation[] = requests.map((r, i) => startGeneration(ctx.generation, r, (e) => (choices[i]!.text += e.text)));
   const cancelAll = () => gens.forEach((g) => g.cancel());
@@ -74,7 +76,7 @@ async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
     model: ctx.served.id,
     choices: choices.map((c) => {
       const r = c.result as DoneEvent;
-      return { index: c.index, text: (params.echo ? promptText(ctx, c.prompt) : '') + c.text, finish_reason: finishReason(r), logprobs: null };
+      return { index: c.index, text: (params.echo ? promptText(ctx, c.prompt) : '') + c.text, finish_reason: r.finishReason, logprobs: null };
     }),
     usage: usage(choices, params.n),
   };
@@ -83,57 +85,11 @@ async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
 }
 
 async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams,
-  requests: ReturnType<typeof engineRequests>, choices: Choice[], id: string, created: number) {
+  requests: EngineRequest[], choices: Choice[], id: string, created: number) {
   const base = { id, object: 'text_completion', created, model: ctx.served.id };
   const extra = params.includeUsage ? { usage: null } : {};
-  let open = false;
-  let closed = false;
-  const queued: string[] = [];
-  const send = (data: unknown) => {
-    const line = `data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`;
-    if (closed) return;
-    if (open) reply.raw.write(line);
-    else queued.push(line);
-  };
-  const chunk = (c: Choice, text: string, finish: 'stop' | 'length' | null) => {
-    const prefix = params.echo && !c.echoed ? promptText(ctx, c.prompt) : '';
-    c.echoed = true;
-    send({ ...base, choices: [{ index: c.index, text: prefix + text, finish_reason: finish, logprobs: null }], ...extra });
-  };
-  // Headers wait for every choice's first event, so that a request the engine refuses
-  // (context too long) still gets its plain 4xx rather than a 200 stream with an error in it.
-  const firstEvents = choices.map(() => {
-    let resolve!: () => void;
-    const p = new Promise<void>((r) => (resolve = r));
-    return { p, resolve };
-  });
-  const finishSent = choices.map(() => false);
-  const gens: Generation[] = requests.map((r, i) =>
-    startGeneration(ctx.generation, r, (e) => {
-      firstEvents[i]!.resolve();
-      const finish = e.finishReason === 'stop' ? 'stop' : e.finishReason ? 'length' : null;
-      if (e.text.length > 0 || finish) chunk(choices[i]!, e.text, finish);
-      if (finish) finishSent[i] = true;
-    }),
-  );
-  const cancelAll = () => gens.forEach((g) => g.cancel());
-  const all = Promise.all(gens.map(async (g, i) => {
-    const r = await g.finished;
-    firstEvents[i]!.resolve();
-    choices[i]!.result = r;
-    if (r instanceof ApiError) {
-      send({ error: r.body.error });
-      cancelAll();
-    } else if (!finishSent[i]) chunk(choices[i]!, '', finishReason(r)); // cancelled: no last chunk was sent
-  }));
-  reply.raw.once('close', () => {
-    if (reply.raw.writableEnded) return;
-    closed = true;
-    if (choices.some((c) => !c.result)) cancelAll();
-  });
-  await Promise.all(firstEvents.map((f) => f.p));
-  const refused = choices.find((c) => c.result instanceof ApiError);
-  if (refused && choices.every((c) => c.result !== null)) throw refused.result;
+  // Every request was validated before this point: headers go out at once, and what fails later
+  // (an engine failure, a timeout) is reported inside the stream.
   reply.hijack();
   reply.raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -142,9 +98,37 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     'x-accel-buffering': 'no',
     'x-request-id': String(req.id),
   });
-  open = true;
-  for (const line of queued.splice(0)) reply.raw.write(line);
-  await all;
+  let closed = false;
+  const send = (data: unknown) => {
+    if (!closed) reply.raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+  };
+  const chunk = (c: Choice, text: string, finish: DoneEvent['finishReason'] | null) => {
+    const prefix = params.echo && !c.echoed ? promptText(ctx, c.prompt) : '';
+    c.echoed = true;
+    send({ ...base, choices: [{ index: c.index, text: prefix + text, finish_reason: finish, logprobs: null }], ...extra });
+  };
+  const finishSent = choices.map(() => false);
+  const gens: Generation[] = requests.map((r, i) =>
+    startGeneration(ctx.generation, r, (e) => {
+      const finish = e.finishReason ?? null;
+      if (e.text.length > 0 || finish) chunk(choices[i]!, e.text, finish);
+      if (finish) finishSent[i] = true;
+    }),
+  );
+  const cancelAll = () => gens.forEach((g) => g.cancel());
+  reply.raw.once('close', () => {
+    if (reply.raw.writableEnded) return;
+    closed = true;
+    if (choices.some((c) => !c.result)) cancelAll();
+  });
+  await Promise.all(gens.map(async (g, i) => {
+    const r = await g.finished;
+    choices[i]!.result = r;
+    if (r instanceof ApiError) {
+      send({ error: r.body.error });
+      cancelAll();
+    } else if (!finishSent[i]) chunk(choices[i]!, '', r.finishReason); // cancelled: no last chunk was sent
+  }));
   if (params.includeUsage) send({ ...base, choices: [], usage: usage(choices, params.n) });
   send('[DONE]');
   reply.raw.end();

@@ -46,6 +46,9 @@ export const queueFull = (retryAfter: number) =>
 export const draining = () =>
   new ApiError(503, 'service_unavailable', 'The server is shutting down and accepts no new requests.', null, 'draining', 5);
 
+export const engineUnavailable = (detail = 'the engine thread is not running') =>
+  new ApiError(503, 'service_unavailable', `The model engine is unavailable (${detail}); the server is restarting.`, null, 'engine_unavailable', 5);
+
 export const timedOut = (ms: number) =>
   new ApiError(504, 'timeout_error', `The request did not finish within the server's ${ms} ms timeout.`, null, 'timeout');
 

@@ -1,16 +1,26 @@
 // One engine generation on behalf of a client (HTTP, SSE or WebSocket): admission against the
 // bounded queue, the request timeout, cancellation when the client goes away, and metrics.
+// Every generation settles on this (main) thread, whatever the engine thread does: on its final
+// chunk or done event, on an engine error, on the timeout (504 at once, then a cancel is sent),
+// or when the engine thread dies.
 import type { EngineClient } from '../engine/client.js';
-import type { DoneEvent, EngineEvent, ErrorEvent, GenerateRequest } from '../engine/types.js';
-import { ApiError, draining, invalidRequest, queueFull, serverError, timedOut } from './errors.js';
+import type { DoneEvent, EngineEvent, EngineRequest, ErrorEvent } from '../engine/types.js';
+import { ApiError, draining, engineUnavailable, invalidRequest, queueFull, serverError, timedOut } from './errors.js';
 import type { RequestMetrics } from './metrics-api.js';
 
 export interface Admission {
   /** requests submitted to the engine and not yet finished */
   inflight: number;
   draining: boolean;
-  /** cancel functions of the running generations, for the end of a drain */
-  live: Set<() => void>;
+  /** the running generations, for the end of a drain */
+  live: Set<LiveGeneration>;
+}
+
+export interface LiveGeneration {
+  /** asks the engine to stop it (it settles when the engine says so) */
+  cancel(): void;
+  /** settles it now with `error`, whatever the engine thread does */
+  abandon(error: ApiError): void;
 }
 
 export interface GenerationOptions {
@@ -22,37 +32,42 @@ export interface GenerationOptions {
   timeoutMs: number;
 }
 
-/** Throws 503 while draining and 429 when `count` more requests would overflow the queue. Cheap: call it before parsing prompts. */
+/**
+ * Throws 503 while draining and 429 when `count` more requests would overflow the queue right
+ * now. Cheap: call it before parsing prompts. A request larger than the whole capacity is the
+ * request's fault (400, from engineRequests), not a reason to retry.
+ */
 export function admit(opts: GenerationOptions, count: number): void {
   if (opts.admission.draining) throw draining();
-  if (opts.admission.inflight + count > opts.capacity) throw queueFull(1);
+  if (!opts.engine.alive) throw engineUnavailable();
+  if (count <= opts.capacity && opts.admission.inflight + count > opts.capacity) throw queueFull(1);
 }
 
 export function engineError(e: ErrorEvent): ApiError {
   switch (e.code) {
-    case 'queue_full':
-      return queueFull(1);
     case 'engine_error':
       return serverError(e.message);
-    case 'context_length_exceeded':
-      return invalidRequest(e.message, e.param ?? 'prompt', 'context_length_exceeded');
+    case 'engine_dead':
+      return engineUnavailable(e.message);
+    case 'queue_full':
+      return queueFull(1);
     default:
       return invalidRequest(e.message, e.param ?? null, e.code);
   }
 }
 
 export interface Generation {
-  readonly request: GenerateRequest;
+  readonly request: EngineRequest;
   /** resolves with the final event (done, or an error mapped to its API error) */
   readonly finished: Promise<DoneEvent | ApiError>;
   cancel(): void;
 }
 
 /**
- * Starts one generation; `onChunk` sees every chunk event. Call `admit` first. The returned
- * generation always finishes: on done, on an engine error, on timeout or on cancel.
+ * Starts one generation; `onChunk` sees every chunk event until it settles. Call `admit` first.
+ * The returned generation always finishes.
  */
-export function startGeneration(opts: GenerationOptions, request: GenerateRequest, onChunk: (e: EngineEvent & { type: 'chunk' }) => void): Generation {
+export function startGeneration(opts: GenerationOptions, request: EngineRequest, onChunk: (e: EngineEvent & { type: 'chunk' }) => void): Generation {
   const observer = opts.metrics.startRequest();
   opts.admission.inflight++;
   let settled = false;
@@ -60,29 +75,37 @@ export function startGeneration(opts: GenerationOptions, request: GenerateReques
   let timer: NodeJS.Timeout | undefined;
   let resolveFinished!: (v: DoneEvent | ApiError) => void;
   const finished = new Promise<DoneEvent | ApiError>((r) => (resolveFinished = r));
-  let timedOutError: ApiError | null = null;
   const cancel = () => opts.engine.cancel(request.id);
-  opts.admission.live.add(cancel);
+  const live: LiveGeneration = {
+    cancel,
+    abandon: (error) => {
+      if (settled) return;
+      observer.finished('cancelled', { promptTokens: 0, completionTokens: 0 }, 0);
+      settle(error);
+      cancel();
+    },
+  };
+  opts.admission.live.add(live);
   const settle = (v: DoneEvent | ApiError) => {
     if (settled) return;
     settled = true;
     if (timer) clearTimeout(timer);
     opts.admission.inflight--;
-    opts.admission.live.delete(cancel);
+    opts.admission.live.delete(live);
     resolveFinished(v);
   };
   opts.engine.submit(request, (e) => {
+    if (settled) return;
     if (e.type === 'chunk') {
       if (e.text.length > 0 || e.tokenIds.length > 0) {
         if (!sawText) observer.firstChunk();
         else observer.chunk();
         sawText = true;
       }
-      if (!settled) onChunk(e);
+      onChunk(e);
     } else if (e.type === 'done') {
-      const reason = timedOutError ? 'timeout' : e.finishReason;
-      observer.finished(reason, e.usage, e.queueMs);
-      settle(timedOutError ?? e);
+      observer.finished(e.finishReason, e.usage, e.queueMs);
+      settle(e);
     } else {
       observer.finished('error', { promptTokens: 0, completionTokens: 0 }, 0);
       settle(engineError(e));
@@ -90,13 +113,11 @@ export function startGeneration(opts: GenerationOptions, request: GenerateReques
   });
   if (opts.timeoutMs > 0) {
     timer = setTimeout(() => {
-      timedOutError = timedOut(opts.timeoutMs);
+      if (settled) return;
+      observer.finished('timeout', { promptTokens: 0, completionTokens: 0 }, 0);
+      settle(timedOut(opts.timeoutMs));
       opts.engine.cancel(request.id);
     }, opts.timeoutMs);
   }
-  return {
-    request,
-    finished,
-    cancel,
-  };
+  return { request, finished, cancel };
 }

@@ -11,4 +11,6 @@ export interface RequestObserver {
 
 export interface RequestMetrics {
   startRequest(): RequestObserver;
+  /** a request refused before it started (invalid, over a limit, queue full, draining) */
+  refused(): void;
 }

@@ -11,7 +11,8 @@ import type { ServerContext } from './context.js';
 import type { Admission } from './generation.js';
 import type { RequestMetrics, RequestObserver } from './metrics-api.js';
 
-export const FINISH_REASONS = ['stop', 'length', 'cancelled', 'error', 'timeout'] as const;
+/** error: failed on the server; refused: turned away before it started (invalid, over a limit, queue full, draining). */
+export const FINISH_REASONS = ['stop', 'length', 'cancelled', 'timeout', 'error', 'refused'] as const;
 export const STEP_STAGES = ['backbone', 'head', 'decoder', 'sampler'] as const;
 
 /** Seconds, for a CPU server: a few ms (a short step) to minutes (a long generation). */
@@ -83,12 +84,42 @@ export class Metrics implements RequestMetrics {
     });
     new Gauge({
       name: 'calm_kv_cache_usage_ratio',
-      help: 'Fraction of the KV cache positions in use (0 to 1) at the last engine step.',
+      help: 'KV pool blocks referenced by running sequences over blocks in the pool (0 to 1), at the last engine step.',
       registers,
       collect() {
-        this.set(stats().kvUsage);
+        const s = stats();
+        this.set(s.blocksTotal > 0 ? s.blocksUsed / s.blocksTotal : 0);
       },
     });
+    new Gauge({
+      name: 'calm_kv_cache_blocks',
+      help: 'KV pool blocks in use by running sequences (state="used") and in the pool (state="total"); a block holds --block-size positions.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const s = stats();
+        this.set({ state: 'used' }, s.blocksUsed);
+        this.set({ state: 'total' }, s.blocksTotal);
+      },
+    });
+    // Cumulative engine counts, carried by the engine's stats: each scrape adds what is new.
+    const engineCounter = (name: string, help: string, read: (s: EngineStats) => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const now = read(stats());
+          if (now > seen) this.inc(now - seen);
+          seen = Math.max(seen, now);
+        },
+      });
+    };
+    engineCounter('calm_preemptions_total', 'Times a running sequence gave its KV blocks back because the pool ran dry (it is recomputed later, its text unchanged).',
+      (s) => s.preemptions);
+    engineCounter('calm_prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache at admission (full KV blocks only).', (s) => s.prefixQueries);
+    engineCounter('calm_prefix_cache_hits_total', 'Prompt tokens found in the prefix cache at admission, so not computed again.', (s) => s.prefixHits);
     const admission = (): Admission | null => this.admission;
     const engineRef = this.engine;
     new Gauge({
@@ -136,14 +167,16 @@ export class Metrics implements RequestMetrics {
     this.generationTokens = new Counter({ name: 'calm_generation_tokens_total', help: 'Generated (completion) tokens of finished requests.', registers });
     this.finishedTotal = new Counter({
       name: 'calm_requests_finished_total',
-      help: 'Finished requests by reason: stop (stop string or EOS), length (max_tokens), cancelled (client went away or cancelled), error, timeout.',
+      help: 'Requests by how they ended: stop (stop string or EOS), length (max_tokens or context), cancelled (by the client, a disconnect or a drain), ' +
+        'timeout (--request-timeout-ms), error (failed on the server), refused (turned away before starting: invalid, over a limit, queue full, draining).',
       labelNames: ['reason'],
       registers,
     });
     for (const reason of FINISH_REASONS) this.finishedTotal.inc({ reason }, 0);
     this.ttfc = new Histogram({
       name: 'calm_time_to_first_chunk_seconds',
-      help: 'Time from admission to the first chunk with output (the time to first token; a CALM chunk holds K tokens).',
+      help: 'Time from the server accepting a request (after validation and tokenization) to its first chunk with output reaching the server: ' +
+        'queueing, prefill and the first sample (the time to first token; a CALM chunk holds K tokens).',
       buckets: REQUEST_BUCKETS,
       registers,
     });
@@ -217,6 +250,10 @@ export class Metrics implements RequestMetrics {
   /** Reads the admission state at scrape time (calm_requests_inflight, calm_server_draining). */
   watchAdmission(admission: Admission): void {
     this.admission = admission;
+  }
+
+  refused(): void {
+    this.finishedTotal.inc({ reason: 'refused' });
   }
 
   startRequest(): RequestObserver {

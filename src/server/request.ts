@@ -1,14 +1,17 @@
-// The completion request: OpenAI's fields (plus CALM's own), validated once for HTTP and
-// WebSocket alike. Every problem becomes a 400 naming the field.
+// The completion request: OpenAI's fields (plus CALM's own), parsed once for HTTP and WebSocket
+// alike. This checks the JSON's shape and the fields that belong to the API (n, stop, echo,
+// stream); the values that reach the engine (max_tokens, temperature, seed, pool_size, the
+// prompt's tokens and length) are checked in one place, the engine's frontend
+// (src/engine/input.ts). Every problem becomes a 400 naming the field.
+import { EngineRequestError, type InputProcessor } from '../engine/input.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import { PROMPT_POLICIES } from '../engine/prompt.js';
-import type { GenerateRequest, SamplerKind } from '../engine/types.js';
-import { invalidRequest, notFound } from './errors.js';
+import type { EngineRequest, SamplerKind } from '../engine/types.js';
+import { type ApiError, invalidRequest, notFound } from './errors.js';
 
 export interface ServedModel {
   id: string;
   kind: 'calm' | 'ar';
-  vocabSize: number;
 }
 
 export interface CompletionParams {
@@ -30,7 +33,6 @@ export interface CompletionParams {
   ignoreEos: boolean;
 }
 
-export const MAX_N = 16;
 export const MAX_STOP = 4;
 
 type Body = Record<string, unknown>;
@@ -39,11 +41,11 @@ function isTokenArray(v: unknown): v is number[] {
   return Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
 }
 
-function integer(body: Body, key: string, fallback: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+/** A number field; its range is the frontend's to check. */
+function num(body: Body, key: string): number | undefined {
   const v = body[key];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidRequest(`${key} must be an integer, got ${JSON.stringify(v)}`, key, 'invalid_type');
-  if (v < min || v > max) throw invalidRequest(`${key} must be between ${min} and ${max}, got ${v}`, key);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number') throw invalidRequest(`${key} must be a number, got ${JSON.stringify(v)}`, key, 'invalid_type');
   return v;
 }
 
@@ -54,20 +56,14 @@ function bool(body: Body, key: string, fallback: boolean): boolean {
   return v;
 }
 
-function prompts(v: unknown, vocabSize: number): (string | number[])[] {
+function prompts(v: unknown): (string | number[])[] {
   if (typeof v === 'string') return [v];
-  if (isTokenArray(v)) return [checkIds(v, vocabSize)];
+  if (isTokenArray(v)) return [v];
   if (Array.isArray(v) && v.length > 0) {
     if (v.every((p) => typeof p === 'string')) return v as string[];
-    if (v.every(isTokenArray)) return (v as number[][]).map((ids) => checkIds(ids, vocabSize));
+    if (v.every(isTokenArray)) return v as number[][];
   }
   throw invalidRequest('prompt must be a string, an array of strings, an array of token ids or an array of arrays of token ids', 'prompt', 'invalid_type');
-}
-
-function checkIds(ids: number[], vocabSize: number): number[] {
-  const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
-  if (bad !== undefined) throw invalidRequest(`token id ${bad} is outside the vocabulary (0 to ${vocabSize - 1})`, 'prompt');
-  return ids;
 }
 
 const UNSUPPORTED: Record<string, string> = {
@@ -77,7 +73,7 @@ const UNSUPPORTED: Record<string, string> = {
   logit_bias: 'logit_bias needs token logits, which a CALM model does not produce',
 };
 
-export function parseCompletion(raw: unknown, served: ServedModel): CompletionParams {
+export function parseCompletion(raw: unknown, served: ServedModel, maxN: number): CompletionParams {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalidRequest('the request body must be a JSON object', null, 'invalid_type');
   const body = raw as Body;
   const model = body.model;
@@ -97,21 +93,7 @@ export function parseCompletion(raw: unknown, served: ServedModel): CompletionPa
   if (topP !== undefined && topP !== null && topP !== 1) {
     throw invalidRequest('top_p is not supported: nucleus sampling needs token probabilities; use temperature (and pool_size) instead', 'top_p', 'unsupported_parameter');
   }
-  const t = body.temperature;
-  let temperature = 1;
-  if (t !== undefined && t !== null) {
-    if (typeof t !== 'number' || !Number.isFinite(t)) throw invalidRequest(`temperature must be a number, got ${JSON.stringify(t)}`, 'temperature', 'invalid_type');
-    const max = served.kind === 'calm' ? 1 : 2;
-    if (t < 0 || t > max) {
-      throw invalidRequest(
-        served.kind === 'calm'
-          ? `temperature must be between 0 and 1, got ${t}: a likelihood-free model can sharpen its distribution (T < 1) but not flatten it`
-          : `temperature must be between 0 and 2, got ${t}`,
-        'temperature',
-      );
-    }
-    temperature = t;
-  }
+  const temperature = num(body, 'temperature') ?? 1;
   const stopRaw = body.stop;
   let stop: string[] = [];
   if (typeof stopRaw === 'string') stop = [stopRaw];
@@ -134,43 +116,67 @@ export function parseCompletion(raw: unknown, served: ServedModel): CompletionPa
   if (policy !== undefined && policy !== null && !PROMPT_POLICIES.includes(policy as PromptPolicy)) {
     throw invalidRequest(`prompt_policy must be one of ${PROMPT_POLICIES.map((p) => `"${p}"`).join(', ')}`, 'prompt_policy');
   }
+  const n = num(body, 'n') ?? 1;
+  if (!Number.isInteger(n) || n < 1 || n > maxN) throw invalidRequest(`n must be an integer from 1 to ${maxN} (the server's --max-n), got ${n}`, 'n');
   return {
     model,
-    prompts: prompts(body.prompt, served.vocabSize),
-    maxTokens: integer(body, 'max_tokens', 16, 1)!,
+    prompts: prompts(body.prompt),
+    maxTokens: num(body, 'max_tokens') ?? 16,
     temperature,
-    n: integer(body, 'n', 1, 1, MAX_N)!,
+    n,
     stop,
-    seed: integer(body, 'seed', undefined, 0),
+    seed: num(body, 'seed'),
     echo: bool(body, 'echo', false),
     stream,
     includeUsage,
     user: typeof user === 'string' ? user : undefined,
-    poolSize: integer(body, 'pool_size', undefined, 1, 10_000),
+    poolSize: num(body, 'pool_size'),
     sampler: (sampler ?? undefined) as SamplerKind | undefined,
     promptPolicy: (policy ?? undefined) as PromptPolicy | undefined,
     ignoreEos: bool(body, 'ignore_eos', false),
   };
 }
 
-/** One engine request per (prompt, choice); choice i of a seeded request uses stream i of the seed. */
-export function engineRequests(p: CompletionParams, idPrefix: string): GenerateRequest[] {
-  const out: GenerateRequest[] = [];
+/**
+ * The engine requests of a completion, one per (prompt, choice), validated and tokenized by the
+ * frontend (once per prompt: the choices share it). Choice i of a seeded request uses stream i of
+ * the seed; an unseeded one draws one seed for all its choices, so they too differ by stream.
+ * Throws the 400 (or the 400 naming a server limit) of the first bad prompt.
+ */
+export function engineRequests(p: CompletionParams, idPrefix: string, input: InputProcessor, capacity: number): EngineRequest[] {
+  const total = p.prompts.length * p.n;
+  if (total > capacity) {
+    throw invalidRequest(
+      `this request asks for ${total} generations (${p.prompts.length} prompts x n = ${p.n}) but the server runs and queues at most ${capacity} at once ` +
+        '(--max-running + --max-waiting); split it into smaller requests', p.prompts.length > 1 ? 'prompt' : 'n', 'limit_exceeded');
+  }
+  const out: EngineRequest[] = [];
   p.prompts.forEach((prompt, pi) => {
-    for (let c = 0; c < p.n; c++) {
-      out.push({
-        id: `${idPrefix}-${pi * p.n + c}`,
+    let first: EngineRequest;
+    try {
+      first = input.prepare({
+        id: `${idPrefix}-${pi * p.n}`,
         prompt,
         maxTokens: p.maxTokens,
         temperature: p.temperature,
         stop: p.stop,
-        ...(p.seed !== undefined ? { seed: p.seed, seedStream: c } : {}),
+        ...(p.seed !== undefined ? { seed: p.seed } : {}),
         ...(p.poolSize !== undefined ? { poolSize: p.poolSize } : {}),
         ...(p.sampler !== undefined ? { sampler: p.sampler } : {}),
         ...(p.promptPolicy !== undefined ? { promptPolicy: p.promptPolicy } : {}),
         ...(p.ignoreEos ? { ignoreEos: true } : {}),
       });
+    } catch (err) {
+      if (err instanceof EngineRequestError) throw requestError(err);
+      throw err;
     }
+    for (let c = 0; c < p.n; c++) out.push({ ...first, id: `${idPrefix}-${pi * p.n + c}`, seedStream: c });
   });
   return out;
+}
+
+/** The 400 of a request the frontend refused: a value out of range is `invalid_value`; the others name their limit. */
+export function requestError(e: EngineRequestError): ApiError {
+  const code = e.code === 'invalid_request' || e.code === 'temperature_above_one' ? 'invalid_value' : e.code;
+  return invalidRequest(e.message, e.param ?? null, code);
 }

@@ -2,59 +2,92 @@
 import type { FastifyInstance } from 'fastify';
 import type { ServerConfig } from '../config.js';
 import { EngineClient } from '../engine/client.js';
-import { loadBundle } from '../model/bundle.js';
-import { TextTokenizer } from '../model/tokenizer.js';
 import { buildApp } from './app.js';
 import type { ServerContext } from './context.js';
+import { draining as drainingError } from './errors.js';
+import type { Admission } from './generation.js';
 import { Metrics } from './metrics.js';
 
 export interface RunningServer {
   app: FastifyInstance;
   ctx: ServerContext;
   url: string;
-  /** readiness off, new requests 503, running ones get up to the grace period, then everything closes */
+  /**
+   * Readiness off, new requests 503, running ones get the grace period; then what is left is
+   * cancelled, and settled with a 503 if the engine does not answer; everything is closed. It
+   * resolves within `drainGraceMs` (at least 1 s), a wedged engine included.
+   */
   drain(): Promise<void>;
 }
 
-export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const bundle = loadBundle(config.modelDir);
+export interface ServerHooks {
+  /** the engine thread died: every pending request has failed; the process should exit non-zero */
+  onEngineDeath?: (reason: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function within(ms: number, work: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
+export async function startServer(config: ServerConfig, hooks: ServerHooks = {}): Promise<RunningServer> {
   const engine = await EngineClient.start(config);
-  const m = bundle.manifest;
-  const served = { id: config.modelName || m.name, kind: m.kind, vocabSize: m.vocab_size };
-  const admission = { inflight: 0, draining: false, live: new Set<() => void>() };
+  const info = engine.info;
+  const served = { id: config.modelName || info.model, kind: info.kind };
+  const admission: Admission = { inflight: 0, draining: false, live: new Set() };
   const metrics = new Metrics(engine, served.id);
   const ctx: ServerContext = {
     config,
     engine,
     served,
-    tokenizer: new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens),
+    tokenizer: engine.tokenizer,
     admission,
     metrics,
-    generation: { engine, admission, metrics, capacity: engine.info.maxRunning + config.maxWaiting, timeoutMs: config.requestTimeoutMs },
+    generation: { engine, admission, metrics, capacity: config.maxRunning + config.maxWaiting, timeoutMs: config.requestTimeoutMs },
     startedAt: Date.now(),
   };
-  const app = await buildApp(ctx, metrics);
-  const address = await app.listen({ host: config.host, port: config.port });
+  let app: FastifyInstance;
+  let address: string;
+  try {
+    app = await buildApp(ctx, metrics);
+    address = await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    // The engine thread would keep the process alive: a server that cannot listen must exit.
+    await engine.close(1000);
+    throw err;
+  }
+  engine.onDeath((reason) => {
+    app.log.fatal({ reason }, 'the engine thread died: failing every pending request and exiting so that the server is restarted');
+    hooks.onEngineDeath?.(reason);
+  });
   app.log.info({
-    model: served.id, kind: m.kind, bundle: bundle.dir, device: engine.info.device, dtype: m.dtype,
-    context_tokens: engine.info.contextTokens, max_running: engine.info.maxRunning, kv_cache_bytes: engine.info.kvCacheBytes,
-    load_ms: Math.round(engine.info.loadMs), auth: config.apiKeys.length > 0, cors: config.corsOrigins,
-  }, `calm-serve: ${m.kind} model ${served.id} on ${engine.info.device}, listening on ${address}`);
+    model: served.id, kind: info.kind, device: info.device, dtype: info.dtype,
+    context_tokens: info.contextTokens, max_running: info.maxRunning, kv_cache_bytes: info.kvCacheBytes, kv_blocks: info.blocks,
+    block_size: info.blockSize, load_ms: Math.round(info.loadMs), auth: config.apiKeys.length > 0, cors: config.corsOrigins,
+  }, `calm-serve: ${info.kind} model ${served.id} on ${info.device}, listening on ${address}`);
   let draining: Promise<void> | null = null;
   const drain = () => {
     draining ??= (async () => {
       admission.draining = true;
-      app.log.info({ inflight: admission.inflight, grace_ms: config.drainGraceMs }, 'draining: no new requests; waiting for running ones');
-      const deadline = Date.now() + config.drainGraceMs;
-      while (admission.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const grace = config.drainGraceMs;
+      const start = Date.now();
+      app.log.info({ inflight: admission.inflight, grace_ms: grace }, 'draining: no new requests; waiting for running ones');
+      // The end of the grace (a fifth of it, 1 to 3 s) is kept for cancelling and closing.
+      const closing = Math.min(3000, Math.max(1000, Math.floor(grace / 5)));
+      while (admission.inflight > 0 && Date.now() - start < grace - closing) await sleep(20);
       if (admission.inflight > 0) {
         app.log.warn({ inflight: admission.inflight }, 'grace period over: cancelling what is still running');
-        for (const cancel of admission.live) cancel();
-        const cancelDeadline = Date.now() + 5000;
-        while (admission.inflight > 0 && Date.now() < cancelDeadline) await new Promise((r) => setTimeout(r, 20));
+        for (const g of admission.live) g.cancel();
+        const cancelUntil = Date.now() + closing / 2;
+        while (admission.inflight > 0 && Date.now() < cancelUntil) await sleep(10);
+        // The engine did not answer (wedged): settle on this thread so every client gets its response.
+        for (const g of [...admission.live]) g.abandon(drainingError());
       }
-      await app.close();
-      await engine.close();
+      await within(closing / 4, app.close());
+      await engine.close(closing / 4);
     })();
     return draining;
   };

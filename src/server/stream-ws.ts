@@ -169,10 +169,17 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
       }
       const body: Record<string, unknown> = { ...msg };
       for (const key of PROTOCOL_FIELDS) delete body[key];
-      const params = parseCompletion(body, ctx.served);
-      if (params.echo) throw invalidRequest('echo is not supported on the WebSocket stream: the client has its prompt', 'echo', 'unsupported_parameter');
-      const requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`);
-      admit(ctx.generation, requests.length);
+      let requests;
+      try {
+        admit(ctx.generation, 1);
+        const params = parseCompletion(body, ctx.served, ctx.config.maxN);
+        if (params.echo) throw invalidRequest('echo is not supported on the WebSocket stream: the client has its prompt', 'echo', 'unsupported_parameter');
+        requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`, ctx.engine.input, ctx.generation.capacity);
+        admit(ctx.generation, requests.length);
+      } catch (err) {
+        ctx.metrics.refused();
+        throw err;
+      }
       const entry: Live = { generations: [], open: requests.length };
       live.set(id, entry);
       requests.forEach((req, index) => {

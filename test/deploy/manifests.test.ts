@@ -270,18 +270,16 @@ test('port and probes match the server: container port = the port it listens on,
   }
 });
 
-test('shutdown: terminationGracePeriodSeconds > preStop sleep + CALM_DRAIN_GRACE_MS + the cancel window', () => {
-  // start.ts: after the grace period the server cancels what still runs and waits up to 5 s.
-  const start = readFileSync(join(ROOT, 'src/server/start.ts'), 'utf8');
-  assert.match(start, /cancelDeadline = Date\.now\(\) \+ 5000/, 'the cancel window in src/server/start.ts (update this test if it changed)');
-  const CANCEL_AND_CLOSE_S = 5 + 5;
+test('shutdown: terminationGracePeriodSeconds > preStop sleep + CALM_DRAIN_GRACE_MS', () => {
+  // The server exits within CALM_DRAIN_GRACE_MS of SIGTERM whatever its engine does (it keeps the
+  // end of the grace for cancelling and closing; test/server/failure.test.ts checks it).
   for (const overlay of OVERLAYS) {
     const { deployment, container, config } = server(render(overlay, 'none'));
     const drainS = loadConfig([], config).drainGraceMs / 1000;
     const sleepS = preStopSleepSeconds(container);
     const grace = deployment.spec.template.spec.terminationGracePeriodSeconds as number;
     assert.ok(sleepS >= 2, 'a preStop sleep of a few seconds so the endpoint removal propagates');
-    assert.ok(grace > sleepS + drainS + CANCEL_AND_CLOSE_S, `${overlay}: terminationGracePeriodSeconds ${grace} <= ${sleepS} + ${drainS} + ${CANCEL_AND_CLOSE_S}`);
+    assert.ok(grace > sleepS + drainS, `${overlay}: terminationGracePeriodSeconds ${grace} <= ${sleepS} + ${drainS}`);
   }
 });
 

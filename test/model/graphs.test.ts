@@ -36,10 +36,10 @@ test('missing, mistyped, misshapen and unexpected values are each reported', () 
   ]);
 });
 
-test('the backbone takes and returns one key and one value per layer', () => {
+test('the backbone reads a block table and one key and one value pool per layer, and returns the new keys and values', () => {
   const spec = graphSpec({ ...manifest, num_layers: 3 }, 'backbone');
   assert.deepEqual(spec.inputs.map((v) => v.name), [
-    'chunk_ids', 'past_len', 'past_key.0', 'past_value.0', 'past_key.1', 'past_value.1', 'past_key.2', 'past_value.2',
+    'chunk_ids', 'past_len', 'block_table', 'key_cache.0', 'value_cache.0', 'key_cache.1', 'value_cache.1', 'key_cache.2', 'value_cache.2',
   ]);
   assert.equal(spec.outputs.filter((v) => v.name.startsWith('new_')).length, 6);
 });

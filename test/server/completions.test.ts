@@ -222,7 +222,9 @@ describe('admission and authentication', () => {
       assert.ok(Number(third.headers['retry-after']) >= 1);
       assert.equal(third.json().error.type, 'rate_limit_exceeded');
       await server.drain(); // grace 0: the two running requests are cancelled and answered
-      assert.deepEqual([(await first).status, (await second).status], [200, 200]);
+      const answers = [await first, await second];
+      assert.deepEqual(answers.map((a) => a.status), [200, 200]);
+      assert.deepEqual(answers.map((a) => a.json().choices[0].finish_reason), ['cancelled', 'cancelled']);
     } finally {
       await server.drain();
     }
@@ -282,7 +284,8 @@ test('SIGTERM: readiness off, new requests 503, running ones finish, exit 0', as
 
 describe('liveness, timeouts and CORS', () => {
   test('/health fails while the engine loop is stuck in a long step, and recovers', async () => {
-    const server = await serve({ healthStallMs: 250 });
+    // A step budget of 10,000 samples lets one request's pool of 10,000 take a whole step.
+    const server = await serve({ healthStallMs: 250, maxPoolSize: 10_000, maxStepDraws: 10_000 });
     try {
       const model = server.ctx.served.id;
       // A pool of 10,000 samples makes each step take seconds on a CPU: the loop shows no progress meanwhile.

@@ -42,7 +42,7 @@ describe('metrics', () => {
     const { ctx } = server;
     const run = (id: string, maxTokens: number) => {
       admit(ctx.generation, 1);
-      return startGeneration(ctx.generation, { id, prompt: 'In the beginning God created', maxTokens, temperature: 1, seed: 5 }, () => {});
+      return startGeneration(ctx.generation, ctx.engine.prepare({ id, prompt: 'In the beginning God created', maxTokens, temperature: 1, seed: 5 }), () => {});
     };
     const results = await Promise.all([run('m1', 16).finished, run('m2', 12).finished]);
     for (const r of results) assert.ok(!(r instanceof ApiError), `generation failed: ${JSON.stringify(r)}`);
@@ -111,7 +111,7 @@ describe('metrics', () => {
     assert.doesNotMatch(text, /^process_/m);
   });
 
-  test('observers count errors and timeouts without tokens', async () => {
+  test('observers count errors, timeouts and refusals', async () => {
     const metrics = new Metrics(server.engine, 'x', { defaultMetrics: false });
     const o = metrics.startRequest();
     o.finished('error', { promptTokens: 0, completionTokens: 0 }, 0);
@@ -120,7 +120,9 @@ describe('metrics', () => {
     t.firstChunk();
     t.chunk();
     t.finished('timeout', { promptTokens: 5, completionTokens: 8 }, 2);
+    metrics.refused();
     const { body: text } = await metrics.render();
+    assert.equal(sample(text, 'calm_requests_finished_total{reason="refused"}'), 1);
     assert.equal(sample(text, 'calm_requests_finished_total{reason="error"}'), 1, 'a second finished() is ignored');
     assert.equal(sample(text, 'calm_requests_finished_total{reason="timeout"}'), 1);
     assert.equal(sample(text, 'calm_generation_tokens_total'), 8);

@@ -1,5 +1,6 @@
 // A small real server for the route tests: the engine thread on the default CALM bundle, a
 // hand-assembled ServerContext, a bare fastify app with only the routes under test.
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { SERVER_DEFAULTS } from '../../src/config.js';
 import { EngineClient } from '../../src/engine/client.js';
@@ -78,4 +79,30 @@ export async function waitFor(check: () => boolean, timeoutMs: number): Promise<
     await new Promise((r) => setTimeout(r, 20));
   }
   return check();
+}
+
+export interface ServerProcess {
+  child: ChildProcessWithoutNullStreams;
+  url: string;
+  /** resolves with the exit code and the time of exit (Date.now()) */
+  exited: Promise<{ code: number | null; at: number }>;
+  log: () => string;
+}
+
+/** Spawns a server process (`args` after node) and waits for its "listening on" line. */
+export async function spawnServer(args: string[], env: Record<string, string> = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env: { ...process.env, ...env } });
+  let log = '';
+  child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: Date.now() })));
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = () => {
+      const m = /listening on (http:\/\/[^"\s]+)/.exec(log);
+      if (m) resolve(m[1]!);
+    };
+    child.stdout.on('data', onData);
+    void exited.then(({ code }) => reject(new Error(`server exited early with ${code}: ${log}`)));
+  });
+  return { child, url, exited, log: () => log };
 }

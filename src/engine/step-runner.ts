@@ -1,0 +1,148 @@
+// The run phase of a step: the plan's backbone calls (one for the decoding sequences, one for
+// the prefill pieces), then sampling for every sequence whose known positions are all computed.
+// A failing model call fails exactly the sequences it carried; the others go on.
+import type { BundleManifest } from '../model/bundle.js';
+import type { BackboneBatch, ModelRunner } from '../model/runner.js';
+import type { SampleResult } from '../sampling/chunks.js';
+import { SoftmaxSampler } from '../sampling/softmax.js';
+import { type ChunkDraw, type DrawLimits, drawChunks } from './chunk-draws.js';
+import type { StepPlan } from './scheduler.js';
+import type { Sequence } from './sequence.js';
+
+export interface Sampled {
+  seq: Sequence;
+  chunk: Int32Array;
+}
+
+export interface Failure {
+  seqs: Sequence[];
+  error: Error;
+}
+
+export interface RunResult {
+  sampled: Sampled[];
+  failures: Failure[];
+  draws: number;
+  fallbacks: number;
+  /** JS time choosing chunks or tokens, onnxruntime excluded */
+  samplerMs: number;
+}
+
+/**
+ * Test hooks, keyed by a token id in a backbone call's input: `failOnToken` makes that call
+ * throw (a step fault), `crashOnToken` kills the engine thread (an uncaught exception), and
+ * `wedgeOnToken` blocks it for good, as a hung native call would.
+ */
+export interface FaultInjection {
+  failOnToken?: number;
+  crashOnToken?: number;
+  wedgeOnToken?: number;
+}
+
+export class StepRunner {
+  private readonly softmax = new SoftmaxSampler();
+  private readonly width: number;
+
+  constructor(
+    private readonly runner: ModelRunner,
+    private readonly manifest: BundleManifest,
+    private readonly blockSize: number,
+    private readonly limits: DrawLimits,
+    /** called after a backbone call wrote `positions` new positions of `seq` */
+    private readonly written: (seq: Sequence, positions: number) => void,
+    private readonly faults: FaultInjection = {},
+  ) {
+    this.width = manifest.kind === 'calm' ? manifest.hidden_size : manifest.vocab_size;
+  }
+
+  async run(plan: StepPlan): Promise<RunResult> {
+    const failures: Failure[] = [];
+    const toSample: { seq: Sequence; out: Float32Array | null }[] = plan.drawing.map((seq) => ({ seq, out: null }));
+    const calls: [Sequence[], number[]][] = [
+      [plan.decode, plan.decode.map(() => 1)],
+      [plan.prefill.map((p) => p.seq), plan.prefill.map((p) => p.positions)],
+    ];
+    for (const [seqs, counts] of calls) {
+      if (seqs.length === 0) continue;
+      try {
+        const out = await this.backbone(seqs, counts);
+        const newLen = Math.max(...counts);
+        seqs.forEach((seq, r) => {
+          this.written(seq, counts[r]!);
+          if (seq.pending > 0) return;
+          const at = (r * newLen + counts[r]! - 1) * this.width;
+          toSample.push({ seq, out: out.subarray(at, at + this.width) });
+        });
+      } catch (err) {
+        failures.push({ seqs, error: asError(err) });
+      }
+    }
+    const sampled: Sampled[] = [];
+    const t0 = performance.now();
+    const onnx0 = this.runner.clock.total;
+    let draws = 0;
+    let fallbacks = 0;
+    if (this.manifest.kind === 'calm') {
+      const items: ChunkDraw[] = toSample.map(({ seq, out }) => {
+        // A sequence that was drawing before (carried over, or preempted mid-draw and recomputed)
+        // continues from its held hidden state and its sampler's pool so far.
+        const fresh = seq.drawing === null;
+        if (fresh) seq.drawing = out!.slice();
+        return { hidden: seq.drawing!, sampler: seq.sampler!, rng: seq.rng, fresh };
+      });
+      const result = await drawChunks(this.runner, items, this.limits);
+      draws = result.draws;
+      const failedByError = new Map<Error, Sequence[]>();
+      result.outcomes.forEach((outcome, i) => {
+        const seq = toSample[i]!.seq;
+        if (outcome instanceof Error) {
+          failedByError.set(outcome, [...(failedByError.get(outcome) ?? []), seq]);
+        } else if (outcome !== undefined) {
+          if (outcome.fallback) fallbacks++;
+          seq.drawing = null;
+          sampled.push({ seq, chunk: (outcome as SampleResult).chunk });
+        }
+      });
+      for (const [error, seqs] of failedByError) failures.push({ seqs, error });
+    } else {
+      for (const { seq, out } of toSample) {
+        try {
+          sampled.push({ seq, chunk: Int32Array.of(this.softmax.sample(out!, seq.request.temperature, seq.rng)) });
+        } catch (err) {
+          failures.push({ seqs: [seq], error: asError(err) });
+        }
+      }
+    }
+    const samplerMs = performance.now() - t0 - (this.runner.clock.total - onnx0);
+    return { sampled, failures, draws, fallbacks, samplerMs };
+  }
+
+  /** One backbone call over `seqs`, each with its next `counts[r]` known positions. */
+  private backbone(seqs: Sequence[], counts: number[]): Promise<Float32Array> {
+    const k = this.manifest.patch_size;
+    const bs = this.blockSize;
+    const newLen = Math.max(...counts);
+    const ids = new BigInt64Array(seqs.length * newLen * k).fill(BigInt(this.manifest.special_tokens.pad));
+    const width = Math.max(...seqs.map((s, r) => Math.ceil((s.computed + counts[r]!) / bs)));
+    const table = new BigInt64Array(seqs.length * width);
+    seqs.forEach((seq, r) => {
+      const inputs = seq.inputs(seq.computed, counts[r]!);
+      for (let i = 0; i < inputs.length; i++) {
+        if (inputs[i] === this.faults.failOnToken) throw new Error(`injected fault: token ${inputs[i]} in the batch`);
+        if (inputs[i] === this.faults.crashOnToken) setImmediate(() => { throw new Error('injected crash of the engine thread'); });
+        if (inputs[i] === this.faults.wedgeOnToken) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+        ids[r * newLen * k + i] = BigInt(inputs[i]!);
+      }
+      const blocks = Math.ceil((seq.computed + counts[r]!) / bs);
+      for (let j = 0; j < blocks; j++) table[r * width + j] = BigInt(seq.blocks[j]!);
+    });
+    const batch: BackboneBatch = {
+      ids, rows: seqs.length, newLen, pastLen: seqs.map((s) => s.computed), valid: counts, blockTable: table, width,
+    };
+    return this.runner.backbone(batch);
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

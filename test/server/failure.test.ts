@@ -1,0 +1,66 @@
+// The server's failure domain, on real server processes: an engine thread that dies, an engine
+// that wedges during a drain, and a port that cannot be bound.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { test } from 'node:test';
+import { request } from 'undici';
+import { spawnServer } from './support.js';
+
+const POISON = 4000;
+
+async function post(url: string, body: unknown) {
+  const res = await request(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.body.text();
+  return { status: res.statusCode, json: () => JSON.parse(text) as Record<string, any> };
+}
+
+test('a dead engine thread fails every pending request at once (503), and the process exits 1', async () => {
+  const server = await spawnServer(['test/support/serve-with-faults.ts', JSON.stringify({ port: 0, faults: { crashOnToken: POISON } })]);
+  const model = 'calm-k4';
+  const running = post(server.url, { model, prompt: 'A long one', max_tokens: 4000, ignore_eos: true });
+  await new Promise((r) => setTimeout(r, 300));
+  const crash = post(server.url, { model, prompt: [POISON, POISON, POISON, POISON], max_tokens: 8 });
+  const [a, b] = await Promise.all([running, crash]);
+  for (const r of [a, b]) {
+    assert.equal(r.status, 503);
+    assert.equal(r.json().error.code, 'engine_unavailable');
+  }
+  const { code } = await server.exited;
+  assert.equal(code, 1, server.log());
+  assert.match(server.log(), /the engine thread died/);
+});
+
+test('SIGTERM with a wedged engine: every client gets its answer and the process exits within the grace', async () => {
+  const grace = 3000;
+  const server = await spawnServer(['test/support/serve-with-faults.ts', JSON.stringify({ port: 0, drainGraceMs: grace, faults: { wedgeOnToken: POISON } })]);
+  const model = 'calm-k4';
+  const stuck = post(server.url, { model, prompt: [POISON, 5, 6, 7], max_tokens: 8 });
+  await new Promise((r) => setTimeout(r, 500));
+  const sent = Date.now();
+  server.child.kill('SIGTERM');
+  const r = await stuck;
+  assert.equal(r.status, 503);
+  assert.equal(r.json().error.code, 'draining');
+  const { code, at } = await server.exited;
+  assert.ok(at - sent <= grace + 500, `exited ${at - sent} ms after SIGTERM (grace ${grace} ms)`);
+  assert.equal(code, 0);
+});
+
+test('a port that cannot be bound exits 1 at once with the reason', async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as { port: number }).port;
+  try {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--host', '127.0.0.1', '--port', String(port), '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const started = Date.now();
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(err, /cannot start on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    assert.ok(Date.now() - started < 20_000);
+  } finally {
+    blocker.close();
+  }
+});
