@@ -137,6 +137,19 @@ describe('OpenAI-compatible completions', () => {
       ['unknown model', { model: 'gpt-4' }, 404, null],
       ['unknown sampler', { sampler: 'nucleus' }, 400, 'sampler'],
       ['stream_options without stream', { stream_options: { include_usage: true } }, 400, 'stream_options'],
+      ['max_tokens beyond any context', { max_tokens: 1e300 }, 400, 'max_tokens'],
+      ['max_tokens infinite in spirit', { max_tokens: 1.7976931348623157e308 }, 400, 'max_tokens'],
+      ['n written 1e2', { n: 1e2 }, 400, 'n'],
+      ['n zero', { n: 0 }, 400, 'n'],
+      ['seed beyond 64 bits', { seed: 1e300 }, 400, 'seed'],
+      ['negative seed', { seed: -1 }, 400, 'seed'],
+      ['seed not an integer', { seed: 0.5 }, 400, 'seed'],
+      ['pool_size zero', { pool_size: 0 }, 400, 'pool_size'],
+      ['pool_size above the server limit', { pool_size: 100_000 }, 400, 'pool_size'],
+      ['pool_size not an integer', { pool_size: 1e-300 }, 400, 'pool_size'],
+      ['top_p of 0', { top_p: 0 }, 400, 'top_p'],
+      ['token id -1', { prompt: [5, -1] }, 400, 'prompt'],
+      ['token id not an integer', { prompt: [5, 1e-300] }, 400, 'prompt'],
     ];
     for (const [name, patch, status, param] of cases) {
       test(name, async () => {
@@ -163,6 +176,37 @@ describe('OpenAI-compatible completions', () => {
       const res = await post(server.url, { model, prompt: 'x'.repeat(2 << 20) });
       assert.equal(res.status, 413);
       assertOpenAIError(res.json());
+    });
+
+    test('edge values that mean something are served: T = -0 is greedy like 0, tiny T, integers written with exponents', async () => {
+      // (JSON.stringify writes -0 as 0: the bodies are written by hand)
+      const body = (t: string) => `{"model": "${model}", "prompt": "And God said", "max_tokens": 8, "seed": 1, "temperature": ${t}}`;
+      const greedy = await post(server.url, body('0'));
+      for (const t of ['-0', '-0.0', '1e-300', '5e-324']) {
+        const res = await post(server.url, body(t));
+        assert.equal(res.status, 200, res.text);
+        assert.equal(res.json().choices[0].text, greedy.json().choices[0].text, `temperature ${t}`);
+      }
+      const exp = await post(server.url, `{"model": "${model}", "prompt": "x", "max_tokens": 1e1, "n": 2e0, "seed": 7e0, "ignore_eos": true}`);
+      assert.equal(exp.status, 200, exp.text);
+      assert.equal(exp.json().choices.length, 2);
+      assert.equal(exp.json().usage.completion_tokens, 20);
+    });
+
+    test('a request that could never be admitted is a 400 naming the limit, not a 429', async () => {
+      const res = await post(server.url, { model, prompt: Array.from({ length: 10_000 }, () => 'hi'), max_tokens: 2 });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.json().error.code, 'limit_exceeded');
+      assert.match(res.json().error.message, /10000 generations .* at most \d+ at once/);
+      assert.equal(res.headers['retry-after'], undefined);
+    });
+
+    test('a 1 MB prompt is refused from its size, before any tokenization', async () => {
+      const res = await post(server.url, { model, prompt: 'a'.repeat(1_000_000) });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.json().error.code, 'context_length_exceeded');
+      // "at least": the bound from the byte count, which is checked before the tokenizer runs
+      assert.match(res.json().error.message, /the prompt \(1000000 bytes\) has at least \d+ tokens/);
     });
 
     test('a prompt longer than the context gives both numbers', async () => {
