@@ -56,7 +56,7 @@ export const OPTIONS: Option[] = [
   { key: 'promptPolicy', flag: 'prompt-policy', kind: 'string', choices: PROMPT_POLICIES, help: 'alignment of prompts that are not a multiple of K' },
   { key: 'defaultPoolSize', flag: 'pool-size', kind: 'int', help: 'default N of the batch sampler' },
   { key: 'maxPoolSize', flag: 'max-pool-size', kind: 'int', help: 'largest pool_size a request may ask for' },
-  { key: 'maxStepDraws', flag: 'max-step-draws', kind: 'int', help: 'energy-head samples per step for T < 1 samplers; a larger pool continues over later steps' },
+  { key: 'maxStepDraws', flag: 'max-step-draws', kind: 'int', help: 'energy-head samples per step at most for T < 1 samplers (fewer while other sequences share the step); a larger pool continues over later steps' },
   { key: 'exactMaxDraws', flag: 'exact-max-draws', kind: 'int', help: 'draw budget per chunk of the exact sampler' },
   { key: 'maxN', flag: 'max-n', kind: 'int', help: 'choices per prompt (n) a request may ask for' },
   { key: 'apiKeys', flag: 'api-keys', kind: 'list', help: 'comma-separated API keys (none: no authentication)' },

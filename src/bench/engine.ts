@@ -7,6 +7,7 @@
 //     large-pool          8 T = 1 streams alone, then beside one T = 0.5 request at the largest allowed pool
 //     admission           how many 128-token requests run at once under the default KV budget
 //     prefix              time to first chunk of n = 8 choices of one prompt against n = 1
+//   --config JSON         engine settings to override (e.g. '{"maxPrefillPositions": 32}')
 import { parseArgs } from 'node:util';
 import { ENGINE_DEFAULTS, type EngineConfig } from '../engine/config.js';
 import type { Engine, StepReport, StepTiming } from '../engine/engine.js';
@@ -52,10 +53,13 @@ class Bench {
 
   private constructor(readonly engine: Engine, readonly input: InputProcessor) {}
 
+  /** engine settings every bench engine gets (--config) */
+  static base: Partial<EngineConfig> = {};
+
   static async create(modelDir: string, threads: number, overrides: Partial<EngineConfig> = {}): Promise<Bench> {
     let self: Bench | null = null;
     const onReport = (r: StepReport) => self!.record(r);
-    const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir, intraOpThreads: threads, ...overrides }, onReport);
+    const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir, intraOpThreads: threads, ...Bench.base, ...overrides }, onReport);
     self = new Bench(engine, input);
     return self;
   }
@@ -185,22 +189,26 @@ async function scenario(name: string, threads: number): Promise<Record<string, u
         return t.slice(1).map((x, i) => x - t[i]!);
       });
       const p99 = quantile(gaps, 0.99);
-      return { scenario: name, stream_step_ms_alone: alone, p99_gap_ms_during_burst: p99, max_gap_ms: Math.max(...gaps), ratio: p99 / alone, steps_during_burst: b.steps.length - from };
+      return {
+        scenario: name, stream_step_ms_alone: alone, p50_gap_ms_during_burst: median(gaps), p99_gap_ms_during_burst: p99, max_gap_ms: Math.max(...gaps),
+        ratio_p50: median(gaps) / alone, ratio_p99: p99 / alone, steps_during_burst: b.steps.length - from,
+      };
     }
     case 'large-pool': {
       const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
       await warm(b);
       const alone = await shortStreams(b, 'alone', 30);
-      b.submit({ id: 'pool', prompt: PROMPTS[0]!, maxTokens: 4000, temperature: 0.5, poolSize: ENGINE_DEFAULTS.maxPoolSize, seed: 9 });
+      const maxPool = b.input.limits.maxPoolSize;
+      b.submit({ id: 'pool', prompt: PROMPTS[0]!, maxTokens: 4000, temperature: 0.5, poolSize: maxPool, seed: 9 });
       const shared = await shortStreams(b, 'shared', 30);
-      return { scenario: name, pool_size: ENGINE_DEFAULTS.maxPoolSize, step_ms_alone: alone, step_ms_beside_pool: shared, ratio: shared / alone };
+      return { scenario: name, pool_size: maxPool, step_ms_alone: alone, step_ms_beside_pool: shared, ratio: shared / alone };
     }
     case 'admission': {
       const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
       const ids = Array.from({ length: 600 }, (_, i) => `a${i}`);
       ids.forEach((id, i) => b.submit({ id, prompt: PROMPTS[i % PROMPTS.length]!, maxTokens: 128, temperature: 1, seed: i }));
       for (let i = 0; i < 40; i++) await b.engine.step();
-      return { scenario: name, max_running: b.maxRunning, blocks_total: b.engine.blocks.blocks, max_running_setting: ENGINE_DEFAULTS.maxRunning };
+      return { scenario: name, max_running: b.maxRunning, blocks_total: b.engine.blocks.blocks, max_running_setting: b.engine.options.maxRunning };
     }
     case 'prefix': {
       const ttft = async (n: number) => {
@@ -232,9 +240,11 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       scenario: { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
+      config: { type: 'string' },
     },
   });
   const threads = Number(values.threads);
+  if (values.config) Bench.base = JSON.parse(values.config) as Partial<EngineConfig>;
   if (values.scenario) {
     const names = values.scenario.flatMap((s) => s.split(','));
     const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix'] : names;

@@ -46,13 +46,13 @@ export const ENGINE_DEFAULTS: Omit<EngineConfig, 'modelDir'> = {
   blockSize: 16,
   maxContextTokens: 0,
   maxBatchedPositions: 512,
-  maxPrefillPositions: 64,
+  maxPrefillPositions: 16,
   // left, not the authors' pad: at prompts that end inside a chunk it keeps the model's Brier-1
   // at its aligned level, where pad loses two thirds of it (docs/quality.md, "Prompt alignment")
   promptPolicy: 'left',
   defaultPoolSize: 200,
   maxPoolSize: 4096,
-  maxStepDraws: 256,
+  maxStepDraws: 2048,
   maxCallDraws: 1024,
   exactMaxDraws: 4096,
 };

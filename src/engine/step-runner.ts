@@ -9,6 +9,9 @@ import { type ChunkDraw, type DrawLimits, drawChunks } from './chunk-draws.js';
 import type { StepPlan } from './scheduler.js';
 import type { Sequence } from './sequence.js';
 
+/** Draws a step gives pooled samplers however busy it is, so that they always progress. */
+const MIN_POOLED_DRAWS = 16;
+
 export interface Sampled {
   seq: Sequence;
   chunk: Int32Array;
@@ -42,6 +45,8 @@ export interface FaultInjection {
 export class StepRunner {
   private readonly softmax = new SoftmaxSampler();
   private readonly width: number;
+  /** moving average of the head + decoder time of one sample */
+  private msPerDraw = 0;
 
   constructor(
     private readonly runner: ModelRunner,
@@ -90,8 +95,14 @@ export class StepRunner {
         if (fresh) seq.drawing = out!.slice();
         return { hidden: seq.drawing!, sampler: seq.sampler!, rng: seq.rng, fresh };
       });
-      const result = await drawChunks(this.runner, items, this.limits);
+      const limits = { perStep: this.drawBudget(plan, toSample.map((t) => t.seq)), perCall: this.limits.perCall };
+      const drawMs0 = this.runner.clock.ms.head + this.runner.clock.ms.decoder;
+      const result = await drawChunks(this.runner, items, limits);
       draws = result.draws;
+      if (draws > 0) {
+        const ms = (this.runner.clock.ms.head + this.runner.clock.ms.decoder - drawMs0) / draws;
+        this.msPerDraw = this.msPerDraw === 0 ? ms : 0.9 * this.msPerDraw + 0.1 * ms;
+      }
       const failedByError = new Map<Error, Sequence[]>();
       result.outcomes.forEach((outcome, i) => {
         const seq = toSample[i]!.seq;
@@ -115,6 +126,22 @@ export class StepRunner {
     }
     const samplerMs = performance.now() - t0 - (this.runner.clock.total - onnx0);
     return { sampled, failures, draws, fallbacks, samplerMs };
+  }
+
+  /**
+   * This step's draws for samplers that want more than one. With nobody else in the step, the
+   * configured maximum. With others (sequences prefilling, or sampling at T = 1), about as much
+   * time as the rest of the step takes (its backbone calls and single draws), so that a pool
+   * at most doubles their step; the rest of the pool waits for the next steps.
+   */
+  private drawBudget(plan: StepPlan, sampling: Sequence[]): number {
+    const max = this.limits.perStep;
+    const pooled = (s: Sequence) => s.request.temperature !== 1;
+    const others = [...plan.decode, ...plan.prefill.map((p) => p.seq)].filter((s) => !pooled(s) || s.pending > 0).length;
+    if (others === 0 || this.msPerDraw === 0) return max;
+    const singles = sampling.filter((s) => !pooled(s)).length;
+    const restMs = this.runner.clock.ms.backbone + singles * this.msPerDraw;
+    return Math.max(MIN_POOLED_DRAWS, Math.min(max, Math.floor(restMs / this.msPerDraw)));
   }
 
   /** One backbone call over `seqs`, each with its next `counts[r]` known positions. */
