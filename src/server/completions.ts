@@ -145,6 +145,8 @@ function logDone(ctx: ServerContext, req: FastifyRequest, choices: Choice[], par
       finish: done.map((r) => r.finishReason),
       queue_ms: Math.round(Math.max(0, ...done.map((r) => r.queueMs))),
       total_ms: Math.round(Math.max(0, ...done.map((r) => r.totalMs))),
+      cached_prompt_positions: done.reduce((n, r) => n + r.cachedPositions, 0),
+      preemptions: done.reduce((n, r) => n + r.preemptions, 0),
       stream: params.stream,
       ...(ctx.config.logPrompts ? { text: choices.map((c) => c.text) } : {}),
     },

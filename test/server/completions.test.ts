@@ -242,6 +242,7 @@ describe('OpenAI-compatible completions', () => {
     await until(async () => (await metric(server.url, 'calm_requests_running')) === 1);
     controller.abort();
     await until(async () => (await metric(server.url, 'calm_requests_running')) === 0);
+    await until(async () => (await metric(server.url, 'calm_kv_cache_blocks{state="used"}')) === 0);
     await until(async () => server.ctx.admission.inflight === 0);
   });
 
@@ -349,7 +350,8 @@ describe('liveness, timeouts and CORS', () => {
       const res = await post(server.url, { model: server.ctx.served.id, prompt: 'x', max_tokens: 5000 });
       assert.equal(res.status, 504);
       assert.equal(res.json().error.code, 'timeout');
-      await until(async () => server.ctx.engine.stats.running === 0);
+      await until(async () => server.ctx.engine.stats.running === 0 && server.ctx.engine.stats.blocksUsed === 0);
+      assert.equal(await metric(server.url, 'calm_requests_finished_total{reason="timeout"}'), 1);
     } finally {
       await server.drain();
     }
