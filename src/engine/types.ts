@@ -86,7 +86,6 @@ export type EngineErrorCode =
   | 'temperature_above_one'
   | 'context_length_exceeded'
   | 'limit_exceeded'
-  | 'queue_full'
   | 'engine_error'
   | 'engine_dead';
 

@@ -49,8 +49,6 @@ export function engineError(e: ErrorEvent): ApiError {
       return serverError(e.message);
     case 'engine_dead':
       return engineUnavailable(e.message);
-    case 'queue_full':
-      return queueFull(1);
     default:
       return invalidRequest(e.message, e.param ?? null, e.code);
   }
