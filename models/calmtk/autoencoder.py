@@ -1,4 +1,10 @@
-"""The CALM autoencoder: K tokens <-> one latent vector, context-free (docs/calm.md section 1)."""
+"""The CALM autoencoder: K tokens <-> one latent vector, context-free (docs/calm.md section 1).
+
+Layer counts follow the authors' code exactly: it builds `num_encoder_layers` (and
+`num_decoder_layers`) AELayers, so their checkpoints hold that many, but runs two stages of
+`n // 2` layers each, layers 0 .. n//2 - 1 before the squeeze (expand) and n//2 .. 2*(n//2) - 1
+after it. With n odd the last layer is built and saved but never run; so it is here.
+"""
 from __future__ import annotations
 
 import torch
@@ -36,7 +42,7 @@ class Encoder(nn.Module):
         for layer in self.encoder_layers[: self.stage]:
             x = layer(x)
         x = self.squeeze_layer(x.reshape(ids.shape[0], self.k * self.d))
-        for layer in self.encoder_layers[self.stage :]:
+        for layer in self.encoder_layers[self.stage : 2 * self.stage]:
             x = layer(x)
         mean, log_std = self.hidden_to_latent(self.norm(x)).chunk(2, dim=-1)
         return mean, log_std
@@ -58,7 +64,7 @@ class Decoder(nn.Module):
         for layer in self.decoder_layers[: self.stage]:
             x = layer(x)
         x = self.expand_layer(x).reshape(z.shape[0], self.k, self.d)
-        for layer in self.decoder_layers[self.stage :]:
+        for layer in self.decoder_layers[self.stage : 2 * self.stage]:
             x = layer(x)
         return F.linear(self.norm(x), embedding)
 
