@@ -6,9 +6,11 @@ import type { FaultInjection } from './step-runner.js';
 export interface EngineConfig {
   modelDir: string;
   device: Device;
-  /** onnxruntime threads inside one operator (0: one per core) */
+  /** onnxruntime threads inside one operator (0: automatic per model kind, see threadPlan) */
   intraOpThreads: number;
   interOpThreads: number;
+  /** let onnxruntime's idle threads spin after each run (its own default; off here, see threadPlan) */
+  spinning?: boolean;
   /** sequences in the running batch at most */
   maxRunning: number;
   /** queued requests at most; beyond it submissions are refused */

@@ -1,8 +1,9 @@
 // Builds an engine from its config: bundle, graphs, tokenizer, the KV pool sized by the budget.
+import { availableParallelism } from 'node:os';
 import { loadBundle } from '../model/bundle.js';
 import { bytesPerPosition, KvPool } from '../model/kv-pool.js';
 import { ModelRunner } from '../model/runner.js';
-import { openSessions } from '../model/sessions.js';
+import { openSessions, threadPlan } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { BlockManager } from './block-manager.js';
 import type { EngineConfig } from './config.js';
@@ -13,6 +14,8 @@ export interface EngineInfo {
   model: string;
   kind: 'calm' | 'ar';
   device: string;
+  /** onnxruntime threads per graph */
+  threads: number;
   dtype: string;
   patchSize: number;
   contextTokens: number;
@@ -31,7 +34,9 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   const t0 = performance.now();
   const bundle = loadBundle(config.modelDir);
   const m = bundle.manifest;
-  const sessions = await openSessions(bundle, { device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
+  const threads = threadPlan(m.kind, config.intraOpThreads, availableParallelism());
+  if (config.spinning !== undefined) threads.spinning = config.spinning;
+  const sessions = await openSessions(bundle, { device: config.device, interOpThreads: config.interOpThreads, ...threads });
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const contextTokens = Math.min(m.context_tokens, config.maxContextTokens > 0 ? config.maxContextTokens : m.context_tokens);
   const maxPositions = Math.floor(contextTokens / m.patch_size);
@@ -56,7 +61,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   }, report);
   const reserve = engine.scheduler.reserveBlocks;
   const info: EngineInfo = {
-    model: m.name, kind: m.kind, device: config.device, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
+    model: m.name, kind: m.kind, device: config.device, threads: threads.intraOpThreads, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
     maxRunning: config.maxRunning, blocks, blockSize: config.blockSize, kvCacheBytes: pool.bytes, loadMs: performance.now() - t0,
     input: {
       kind: m.kind, patchSize: m.patch_size, vocabSize: m.vocab_size, pad: m.special_tokens.pad, bos: m.special_tokens.bos, addBos: m.add_bos,

@@ -1,10 +1,11 @@
 // `calm eval`: loads a bundle, reads and tokenizes the corpus, runs the metric with progress,
 // and returns every figure as one report (the command prints it as a table or as JSON).
+import { availableParallelism } from 'node:os';
 import { ENGINE_DEFAULTS } from '../engine/config.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import { type Bundle, loadBundle } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
-import { type Device, openSessions } from '../model/sessions.js';
+import { type Device, openSessions, threadPlan } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import type { ChunkSamplerKind } from '../sampling/factory.js';
 import { readJsonlTexts } from '../text/jsonl.js';
@@ -129,7 +130,8 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
   if (o.maxDocs > 0) texts = texts.slice(0, o.maxDocs);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const documents = texts.map((t) => tokenizer.encode(t));
-  const sessions = await openSessions(bundle, { device: o.device, intraOpThreads: o.threads, interOpThreads: 0 }, o.metric === 'reconstruction');
+  const threads = threadPlan(bundle.manifest.kind, o.threads, availableParallelism());
+  const sessions = await openSessions(bundle, { device: o.device, interOpThreads: 0, ...threads }, o.metric === 'reconstruction');
   const report: EvalReport = { model: m.name, kind: m.kind, metric: o.metric, data: o.data, documents: documents.length, settings: {}, elapsed_s: 0 };
   const title = `${m.name} ${o.metric}`;
 

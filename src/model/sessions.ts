@@ -7,9 +7,25 @@ export type Device = 'cpu' | 'cuda';
 
 export interface RuntimeOptions {
   device: Device;
-  /** Threads inside one operator (0: onnxruntime's default, one per core). */
+  /** Threads inside one operator (0: automatic, see `threadPlan`). */
   intraOpThreads: number;
   interOpThreads: number;
+  /** let idle intra-op threads spin after a run (onnxruntime's default); off: they sleep at once */
+  spinning?: boolean;
+}
+
+/**
+ * The threads each graph of a bundle runs with when the user sets none (measured on 2 cores,
+ * docs/benchmarks.md "Threads"). A CALM step is three graph calls in a row (backbone, head,
+ * decoder), each session with its own pool: with onnxruntime's default spinning, the idle
+ * pools of the other two spin while one works and steal its cores, so CALM runs on every core
+ * with spinning off (+15 % at 16 streams, +60 % at T = 0.5, against one thread). The token
+ * baseline makes one small call per token, where waking a second thread costs more than it
+ * gives: one thread.
+ */
+export function threadPlan(kind: 'calm' | 'ar', requested: number, cores: number): { intraOpThreads: number; spinning: boolean } {
+  if (requested > 0) return { intraOpThreads: requested, spinning: false };
+  return kind === 'calm' ? { intraOpThreads: cores, spinning: false } : { intraOpThreads: 1, spinning: false };
 }
 
 export type Sessions = Partial<Record<GraphName, ort.InferenceSession>>;
@@ -31,6 +47,7 @@ export async function openGraph(bundle: Bundle, graph: GraphName, opts: RuntimeO
     graphOptimizationLevel: 'all',
     ...(opts.intraOpThreads > 0 ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.interOpThreads > 0 ? { interOpNumThreads: opts.interOpThreads } : {}),
+    ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
   };
   let session: ort.InferenceSession;
   try {
