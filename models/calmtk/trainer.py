@@ -39,6 +39,10 @@ class TrainSettings:
     # A step budget instead of a time budget (the schedule then follows steps): for tests and
     # exactly repeatable runs.
     max_steps: int = 0
+    # what --minutes counts: "wall" (seconds of the training steps, the default; what the shipped
+    # models used) or "cpu" (the process's CPU seconds in those steps: on a shared machine, and
+    # when another job pauses the run with SIGSTOP, neither contention nor pauses use up the budget)
+    clock: str = "wall"
 
 
 def add_train_args(ap, lr: float, minutes: float) -> None:
@@ -51,11 +55,14 @@ def add_train_args(ap, lr: float, minutes: float) -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after N steps instead of --minutes")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="what --minutes counts: wall-clock or CPU seconds of the training steps")
 
 
 def settings_from_args(args) -> TrainSettings:
     return TrainSettings(out=args.out, minutes=args.minutes, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
-                         threads=args.threads, max_steps=args.max_steps, device=args.device)
+                         threads=args.threads, max_steps=args.max_steps, device=args.device,
+                         clock=getattr(args, "clock", "wall"))
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -124,6 +131,7 @@ def train(
         save_fn(s.out / "final")
 
     budget = s.minutes * 60
+    clock = time.process_time if s.clock == "cpu" else time.time
     last_save = last_eval = elapsed
     ema: dict[str, float] = {}
     model.train()
@@ -132,7 +140,7 @@ def train(
         return step / s.max_steps if s.max_steps else elapsed / budget
 
     while progress() < 1:
-        t0 = time.time()
+        t0 = clock()
         lr = lr_at(s, step, progress())
         for g in opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
@@ -142,7 +150,7 @@ def train(
         torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
         opt.step()
         step += 1
-        elapsed += time.time() - t0
+        elapsed += clock() - t0
         stats = {"loss": loss.item(), **stats}
         for k, v in stats.items():
             ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v

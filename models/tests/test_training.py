@@ -68,3 +68,15 @@ def test_losses_are_finite_and_learn():
     loss.backward()
     assert all(p.grad is None for p in calm.ae_model.parameters()), "the autoencoder must stay frozen"
     assert calm.mlp_generator.final_layer.linears[2].weight.grad is not None
+
+
+def test_cpu_clock_budget_ends_the_run(tmp_path):
+    torch.manual_seed(0)
+    ae = Autoencoder(tiny_ae_config())
+    data = torch.randint(3, VOCAB, (64, 4))
+    s = TrainSettings(out=tmp_path, minutes=0.005, lr=1e-3, warmup_steps=1, threads=1, clock="cpu",
+                      save_every_s=1e9, eval_every_s=1e9)
+    train(s, ae, lambda rng: ae.loss(data[torch.from_numpy(rng.integers(0, 64, size=8))]), lambda: {},
+          lambda d: checkpoint.save(ae, ae.cfg, d), False)
+    state = torch.load(tmp_path / "checkpoint.pt")
+    assert state["step"] >= 1 and 0.3 <= state["elapsed"] < 5
