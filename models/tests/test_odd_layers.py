@@ -35,7 +35,7 @@ def authors_encode(state, cfg, ids, run_all=False):
     """Encoder.forward of the authors' code: `for stage in range(2): for layer_idx in
     range(num_stage_layers): layers[stage * num_stage_layers + layer_idx]`, squeeze after stage 0.
     run_all=True is calmtk's old behaviour (all n layers, the extra one after the squeeze)."""
-    n, k = cfg.num_encoder_layers, cfg.patch_size
+    n = cfg.num_encoder_layers
     stage_layers = [list(range(n // 2)), list(range(n // 2, n if run_all else 2 * (n // 2)))]
     x = F.embedding(ids, state["encoder.embed_tokens.weight"])
     for stage in range(2):
