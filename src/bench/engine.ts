@@ -103,7 +103,9 @@ async function warm(b: Bench): Promise<void> {
   await b.until();
 }
 
-async function measure(s: Scenario, concurrency: number, maxTokens: number, threads: number, rounds: number): Promise<Row> {
+/** Each level runs at least `rounds` waves, and enough waves for `minTokens` tokens (a level of one stream is otherwise too short to time). */
+async function measure(s: Scenario, concurrency: number, maxTokens: number, threads: number, minRounds: number, minTokens: number): Promise<Row> {
+  const rounds = Math.max(minRounds, Math.ceil(minTokens / (concurrency * maxTokens)));
   const b = await Bench.create(s.modelDir, threads, { maxRunning: Math.max(ENGINE_DEFAULTS.maxRunning, concurrency) });
   await warm(b);
   const from = b.steps.length;
@@ -236,6 +238,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '1,4,16,64' },
       'max-tokens': { type: 'string', default: '64' },
       rounds: { type: 'string', default: '2' },
+      'min-tokens': { type: 'string', default: '2048' },
       threads: { type: 'string', default: '0' },
       only: { type: 'string' },
       scenario: { type: 'string', multiple: true },
@@ -263,7 +266,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const s of scenarios) {
     for (const c of levels) {
-      const row = await measure(s, c, Number(values['max-tokens']), threads, Number(values.rounds));
+      const row = await measure(s, c, Number(values['max-tokens']), threads, Number(values.rounds), Number(values['min-tokens']));
       rows.push(row);
       process.stderr.write(`${s.name} x${c}: ${row.tokensPerSecond.toFixed(1)} tok/s\n`);
     }

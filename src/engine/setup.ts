@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { loadBundle } from '../model/bundle.js';
 import { bytesPerPosition, KvPool } from '../model/kv-pool.js';
 import { ModelRunner } from '../model/runner.js';
-import { openSessions, threadPlan } from '../model/sessions.js';
+import { openPlanned, threadPlan } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { BlockManager } from './block-manager.js';
 import type { EngineConfig } from './config.js';
@@ -14,8 +14,9 @@ export interface EngineInfo {
   model: string;
   kind: 'calm' | 'ar';
   device: string;
-  /** onnxruntime threads per graph */
+  /** onnxruntime threads per graph, and of the second sessions for large calls (0: none) */
   threads: number;
+  wideThreads: number;
   dtype: string;
   patchSize: number;
   contextTokens: number;
@@ -36,7 +37,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   const m = bundle.manifest;
   const threads = threadPlan(m.kind, config.intraOpThreads, availableParallelism());
   if (config.spinning !== undefined) threads.spinning = config.spinning;
-  const sessions = await openSessions(bundle, { device: config.device, interOpThreads: config.interOpThreads, ...threads });
+  const { sessions, wide } = await openPlanned(bundle, config.device, config.interOpThreads, threads);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const contextTokens = Math.min(m.context_tokens, config.maxContextTokens > 0 ? config.maxContextTokens : m.context_tokens);
   const maxPositions = Math.floor(contextTokens / m.patch_size);
@@ -49,7 +50,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   }
   const pool = new KvPool(geometry, blocks, config.blockSize);
   const blockManager = new BlockManager(blocks, config.blockSize);
-  const runner = new ModelRunner(m, sessions, pool);
+  const runner = new ModelRunner(m, sessions, pool, wide);
   const engine = new Engine(m, runner, blockManager, tokenizer, {
     maxRunning: config.maxRunning,
     maxBatchedPositions: config.maxBatchedPositions,
@@ -61,7 +62,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   }, report);
   const reserve = engine.scheduler.reserveBlocks;
   const info: EngineInfo = {
-    model: m.name, kind: m.kind, device: config.device, threads: threads.intraOpThreads, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
+    model: m.name, kind: m.kind, device: config.device, threads: threads.intraOpThreads, wideThreads: Object.keys(wide).length > 0 ? threads.wideThreads : 0, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
     maxRunning: config.maxRunning, blocks, blockSize: config.blockSize, kvCacheBytes: pool.bytes, loadMs: performance.now() - t0,
     input: {
       kind: m.kind, patchSize: m.patch_size, vocabSize: m.vocab_size, pad: m.special_tokens.pad, bos: m.special_tokens.bos, addBos: m.add_bos,

@@ -5,7 +5,7 @@ import { ENGINE_DEFAULTS } from '../engine/config.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import { type Bundle, loadBundle } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
-import { type Device, openSessions, threadPlan } from '../model/sessions.js';
+import { type Device, openSessions } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import type { ChunkSamplerKind } from '../sampling/factory.js';
 import { readJsonlTexts } from '../text/jsonl.js';
@@ -130,8 +130,9 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
   if (o.maxDocs > 0) texts = texts.slice(0, o.maxDocs);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const documents = texts.map((t) => tokenizer.encode(t));
-  const threads = threadPlan(bundle.manifest.kind, o.threads, availableParallelism());
-  const sessions = await openSessions(bundle, { device: o.device, interOpThreads: 0, ...threads }, o.metric === 'reconstruction');
+  // Evaluation's calls are all large (whole windows, thousands of samples): every core, no spinning.
+  const threads = o.threads > 0 ? o.threads : availableParallelism();
+  const sessions = await openSessions(bundle, { device: o.device, interOpThreads: 0, intraOpThreads: threads, spinning: false }, o.metric === 'reconstruction');
   const report: EvalReport = { model: m.name, kind: m.kind, metric: o.metric, data: o.data, documents: documents.length, settings: {}, elapsed_s: 0 };
   const title = `${m.name} ${o.metric}`;
 

@@ -36,13 +36,20 @@ export interface BackboneBatch {
   width: number;
 }
 
+/** Positions (backbone) or samples (head, decoder) from which a call goes to the wide session: measured on 2 cores, docs/benchmarks.md "Threads". */
+export const WIDE_CALL_WORK = 32;
+
 export class ModelRunner {
   readonly clock = new StageClock();
   private readonly half: boolean;
   private readonly backboneOutputs: string[];
 
-  /** `kv` may be left out by a caller that runs only the autoencoder graphs (they keep no cache). */
-  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, readonly kv?: KvPool) {
+  /**
+   * `kv` may be left out by a caller that runs only the autoencoder graphs (they keep no cache).
+   * `wide`: second sessions with more threads, used for calls of at least WIDE_CALL_WORK
+   * positions or samples (see threadPlan in sessions.ts).
+   */
+  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, readonly kv?: KvPool, private readonly wide: Sessions = {}) {
     this.half = manifest.dtype === 'float16';
     const first = manifest.kind === 'calm' ? 'hidden' : 'logits';
     this.backboneOutputs = [first];
@@ -71,7 +78,7 @@ export class ModelRunner {
       feeds[`value_cache.${i}`] = new ort.Tensor(type, kv.values[i]!, dims);
     }
     const t0 = performance.now();
-    const out = await this.sessions.backbone!.run(feeds, this.backboneOutputs);
+    const out = await this.pick('backbone', b.rows * b.newLen).run(feeds, this.backboneOutputs);
     this.clock.add('backbone', performance.now() - t0);
     for (let i = 0; i < m.num_layers; i++) {
       kv.scatter(i, 'key', out[`new_key.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
@@ -90,9 +97,13 @@ export class ModelRunner {
       noise: new ort.Tensor(type, this.half ? halfArray(noise) : noise, [rows, samples, m.noise_size!]),
     };
     const t0 = performance.now();
-    const out = await this.sessions.head!.run(feeds);
+    const out = await this.pick('head', rows * samples).run(feeds);
     this.clock.add('head', performance.now() - t0);
     return out.latent!.data as Float32Array | Uint16Array;
+  }
+
+  private pick(graph: 'backbone' | 'head' | 'decoder', work: number): ort.InferenceSession {
+    return (work >= WIDE_CALL_WORK ? this.wide[graph] : undefined) ?? this.sessions[graph]!;
   }
 
   /** Encoder: n chunks of K token ids -> the posterior means [n, latent_size] (what the decoder reconstructs from). */
@@ -107,7 +118,7 @@ export class ModelRunner {
     const m = this.manifest;
     const type = this.half ? 'float16' : 'float32';
     const t0 = performance.now();
-    const out = await this.sessions.decoder!.run({ latent: new ort.Tensor(type, latent, [n, m.latent_size!]) });
+    const out = await this.pick('decoder', n).run({ latent: new ort.Tensor(type, latent, [n, m.latent_size!]) });
     this.clock.add('decoder', performance.now() - t0);
     return out.token_ids!.data as BigInt64Array;
   }

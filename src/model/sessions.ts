@@ -1,4 +1,5 @@
 // Opens a bundle's graphs in onnxruntime-node and checks them against graphs.ts.
+import { statSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { type Bundle, BundleError, type GraphName, REQUIRED_FILES } from './bundle.js';
 import { graphSpec, signatureProblems, type ValueInfo } from './graphs.js';
@@ -16,17 +17,28 @@ export interface RuntimeOptions {
 
 /**
  * The threads each graph of a bundle runs with when the user sets none (measured on 2 cores,
- * docs/benchmarks.md "Threads"). A CALM step is three graph calls in a row (backbone, head,
- * decoder), each session with its own pool: with onnxruntime's default spinning, the idle
- * pools of the other two spin while one works and steal its cores, so CALM runs on every core
- * with spinning off (+15 % at 16 streams, +60 % at T = 0.5, against one thread). The token
- * baseline makes one small call per token, where waking a second thread costs more than it
- * gives: one thread.
+ * docs/benchmarks.md "Threads"). Small calls (one stream's backbone step, one head sample) are
+ * dispatch-bound: a second thread costs more to wake than it gives, so they run on one. Large
+ * calls (a pool of samples, a big batch, a long prefill) are arithmetic and gain from every core.
+ * A CALM bundle therefore opens its small graphs twice, one thread and every core, and the
+ * runner picks by the size of each call. Spinning is off: a CALM step is three graph calls in a
+ * row, and idle pools spinning after their run steal the cores of the next graph's. The token
+ * baseline's calls are all small per token: one thread.
  */
-export function threadPlan(kind: 'calm' | 'ar', requested: number, cores: number): { intraOpThreads: number; spinning: boolean } {
-  if (requested > 0) return { intraOpThreads: requested, spinning: false };
-  return kind === 'calm' ? { intraOpThreads: cores, spinning: false } : { intraOpThreads: 1, spinning: false };
+export interface ThreadPlan {
+  intraOpThreads: number;
+  spinning: boolean;
+  /** threads of a second session per graph, for large calls (0: no second session) */
+  wideThreads: number;
 }
+
+export function threadPlan(kind: 'calm' | 'ar', requested: number, cores: number): ThreadPlan {
+  if (requested > 0) return { intraOpThreads: requested, spinning: false, wideThreads: 0 };
+  return { intraOpThreads: 1, spinning: false, wideThreads: kind === 'calm' && cores > 1 ? cores : 0 };
+}
+
+/** A graph gets a second (wide) session only if it is this small: a second copy of CALM-M's backbone would cost 1.4 GB. */
+export const WIDE_SESSION_MAX_BYTES = 256 << 20;
 
 export type Sessions = Partial<Record<GraphName, ort.InferenceSession>>;
 
@@ -73,4 +85,17 @@ export async function openSessions(bundle: Bundle, opts: RuntimeOptions, withEnc
     sessions[key] = await openGraph(bundle, key, opts);
   }
   return sessions;
+}
+
+/** The sessions a plan asks for: one per graph, and a wide one for each graph small enough (see ThreadPlan). */
+export async function openPlanned(bundle: Bundle, device: Device, interOpThreads: number, plan: ThreadPlan): Promise<{ sessions: Sessions; wide: Sessions }> {
+  const sessions = await openSessions(bundle, { device, interOpThreads, intraOpThreads: plan.intraOpThreads, spinning: plan.spinning });
+  const wide: Sessions = {};
+  if (plan.wideThreads > 0) {
+    for (const key of Object.keys(sessions) as GraphName[]) {
+      if (statSync(bundle.paths[key]!).size > WIDE_SESSION_MAX_BYTES) continue;
+      wide[key] = await openGraph(bundle, key, { device, interOpThreads, intraOpThreads: plan.wideThreads, spinning: plan.spinning });
+    }
+  }
+  return { sessions, wide };
 }

@@ -85,10 +85,15 @@ export class PoolCascade {
     return out;
   }
 
+  /** How often the most frequent chunk of the last pool occurs. */
+  maxCount = 0;
+
   /** Counts the pool and leaves the winning level's relative weights in `weights`. */
   private weigh(pool: Int32Array, k: number, power: ChunkPower): number {
     const counter = this.counter;
     const distinct = counter.count(pool, k);
+    this.maxCount = 0;
+    for (let j = 0; j < distinct; j++) this.maxCount = Math.max(this.maxCount, counter.countOf(j));
     if (this.weights.length < distinct) {
       const size = Math.max(distinct, 2 * this.weights.length);
       this.weights = new Float64Array(size);
@@ -184,6 +189,10 @@ export class BatchSampler implements ChunkSampler {
     const pool = this.pool.subarray(0, this.drawn * k);
     const index = this.cascade.pickWith(pool, k, this.power, rng);
     this.finished = true;
-    return { chunk: pool.slice(index * k, index * k + k), draws: this.drawn, fallback: false };
+    // No chunk of the pool occurs n = floor(1/T) times: the cascade could not sharpen to T and
+    // fell to a lower level (at worst a plain sample from the pool), as the exact sampler does
+    // when it runs out of draws.
+    const fallback = this.power.alpha !== Infinity && this.cascade.maxCount < this.power.n;
+    return { chunk: pool.slice(index * k, index * k + k), draws: this.drawn, fallback };
   }
 }

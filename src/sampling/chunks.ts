@@ -28,7 +28,10 @@ export interface SampleResult {
   readonly chunk: Int32Array;
   /** Model samples drawn for this step, the cost the engine reports in its metrics. */
   readonly draws: number;
-  /** True when the exact sampler ran out of its draw budget and used its fallback. */
+  /**
+   * True when the sampler could not apply its temperature: the exact sampler ran out of its
+   * draw budget and used its fallback, or no chunk of the batch pool occurred floor(1/T) times.
+   */
   readonly fallback: boolean;
 }
 

@@ -12,6 +12,7 @@ import { type ChunkPower, chunkPower } from './temperature.js';
 export const DEFAULT_MAX_DRAWS = 4096;
 /** Samples asked for per model call: one batched head call, not one call per sample. */
 export const DEFAULT_DRAW_BATCH = 64;
+// (the largest batch: batches start at one round of n samples and double up to it)
 
 export interface ExactOptions {
   /** 0 <= T <= 1. */
@@ -65,6 +66,8 @@ export class ExactSampler implements ChunkSampler {
   /** Step 2: pool index of x* and the iteration i. */
   private star = 0;
   private iteration = 1;
+  /** feeds in this step (the batch size doubles with each) */
+  private feeds = 0;
 
   constructor(k: number, options: ExactOptions) {
     checkK(k);
@@ -85,6 +88,7 @@ export class ExactSampler implements ChunkSampler {
     this.roundLength = 0;
     this.roundEqual = true;
     this.iteration = 1;
+    this.feeds = 0;
   }
 
   wanted(): number {
@@ -93,13 +97,17 @@ export class ExactSampler implements ChunkSampler {
     if (this.power.alpha === Infinity) return Math.min(this.drawBatch, this.maxDraws) - this.drawn;
     // T = 1: the first sample is the answer; drawing a batch would waste all but one.
     if (this.power.alpha === 1) return 1;
-    return Math.min(this.drawBatch, left);
+    // Batches start at one round (n samples) and double up to drawBatch, so a step that decides
+    // early costs a few samples, and one that needs thousands costs few model calls: at most
+    // twice the samples it needed, plus one round.
+    return Math.min(this.drawBatch, Math.max(1, this.power.n) * 2 ** this.feeds, left);
   }
 
   feed(chunks: Int32Array, rng: Rng): SampleResult | undefined {
     if (this.finished) throw new SamplingError('invalid_argument', 'this step already has its chunk: reset() before feeding the next step');
     const k = this.k;
     const first = this.drawn;
+    this.feeds++;
     this.append(chunks);
     const store = this.store;
     const power = this.power;

@@ -235,7 +235,8 @@ export class Metrics implements RequestMetrics {
     this.drawsTotal = new Counter({ name: 'calm_sampler_draws_total', help: 'Energy-head samples drawn by the CALM samplers.', registers });
     this.fallbacksTotal = new Counter({
       name: 'calm_sampler_fallbacks_total',
-      help: 'Exact-sampler steps that exhausted their draw budget and fell back to the batch approximation.',
+      help: 'Chunks whose T < 1 sampler could not apply its temperature: the exact sampler exhausted its draw budget (and used the batch cascade), ' +
+        'or no chunk of the batch pool occurred floor(1/T) times (the cascade fell to a lower level).',
       registers,
     });
     this.drawsPerStep = new Histogram({

@@ -64,7 +64,7 @@ export async function startServer(config: ServerConfig, hooks: ServerHooks = {})
     hooks.onEngineDeath?.(reason);
   });
   app.log.info({
-    model: served.id, kind: info.kind, device: info.device, threads: info.threads, dtype: info.dtype,
+    model: served.id, kind: info.kind, device: info.device, threads: info.threads, wide_threads: info.wideThreads, dtype: info.dtype,
     context_tokens: info.contextTokens, max_running: info.maxRunning, kv_cache_bytes: info.kvCacheBytes, kv_blocks: info.blocks,
     block_size: info.blockSize, load_ms: Math.round(info.loadMs), auth: config.apiKeys.length > 0, cors: config.corsOrigins,
   }, `calm-serve: ${info.kind} model ${served.id} on ${info.device}, listening on ${address}`);
