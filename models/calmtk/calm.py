@@ -115,7 +115,10 @@ class CALM(nn.Module):
         preds = self.mlp_generator(h, self.sample_noise((h.shape[0], cfg.num_samples), h.device))  # [N, S, l]
         preds = preds.transpose(0, 1)  # [S, N, l]
         s = cfg.num_samples
-        pair = torch.cdist(preds.transpose(0, 1), preds.transpose(0, 1)).pow(cfg.beta)  # [N, S, S]
+        pair = torch.cdist(preds.transpose(0, 1), preds.transpose(0, 1))  # [N, S, S]
+        if cfg.beta != 1.0:  # d^beta has an infinite slope at the zero diagonal for beta < 1
+            eye = torch.eye(s, dtype=torch.bool, device=pair.device)
+            pair = torch.where(eye, torch.ones_like(pair), pair).pow(cfg.beta).masked_fill(eye, 0.0)
         diversity = pair.sum(dim=(1, 2)) / (s * (s - 1))
         fidelity = torch.cdist(preds.transpose(0, 1), targets.transpose(0, 1)).pow(cfg.beta).mean(dim=(1, 2))  # [N]
         loss = (2 * fidelity - diversity).mean()

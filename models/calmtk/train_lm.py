@@ -58,6 +58,8 @@ def main() -> None:
                     help="calm: start backbone, embed_proj and energy head from a CALM checkpoint (with --ae)")
     ap.add_argument("--num-samples", type=int, default=8, help="calm: model samples per position in the energy score")
     ap.add_argument("--n-targets", type=int, default=100, help="calm: encoder samples per position in the energy score")
+    ap.add_argument("--beta", type=float, default=1.0,
+                    help="calm: exponent of the distances in the energy score (strictly proper for 0 < beta < 2; the paper's 1)")
     ap.add_argument("--head-lr-mult", type=float, default=1.0, help="calm: learning-rate factor for the energy head")
     add_train_args(ap, lr=1e-3, minutes=60)
     args = ap.parse_args()
@@ -75,7 +77,7 @@ def main() -> None:
             ap.error("calm needs --ae")
         ae = load_autoencoder(args.ae)
         cfg = BackboneConfig(**common, patch_size=ae.cfg.patch_size, latent_size=ae.cfg.latent_size,
-                             num_samples=args.num_samples)
+                             num_samples=args.num_samples, beta=args.beta)
         calm = CALM(cfg, ae)
         init_weights(calm.transformer)
         init_weights(calm.embed_proj)

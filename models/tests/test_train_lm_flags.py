@@ -74,13 +74,14 @@ def run(setup, out, *extra):
 
 
 def test_aux_ce_and_energy_options_run_and_resume_exactly(setup, tmp_path, monkeypatch):
-    flags = ["--aux-ce", "1", "--num-samples", "2", "--n-targets", "5", "--head-lr-mult", "3"]
+    flags = ["--aux-ce", "1", "--num-samples", "2", "--n-targets", "5", "--head-lr-mult", "3", "--beta", "0.5"]
     straight = run(setup, tmp_path / "a", "--max-steps", "4", *flags)
     # the auxiliary head is in the training checkpoint (for --resume) but not in the exported one
     assert any(k.startswith("aux.") for k in torch.load(tmp_path / "a" / "checkpoint.pt")["model"])
     saved = torch.load(tmp_path / "a" / "final" / "pytorch_model.bin")
     assert not any(k.startswith("aux") for k in saved)
-    assert json.loads((tmp_path / "a" / "final" / "config.json").read_text())["num_samples"] == 2
+    config = json.loads((tmp_path / "a" / "final" / "config.json").read_text())
+    assert config["num_samples"] == 2 and config["beta"] == 0.5
     with monkeypatch.context() as m:
         m.setattr(train_lm, "train", crashing_train(3))
         with pytest.raises(Interrupted):

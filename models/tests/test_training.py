@@ -80,3 +80,12 @@ def test_cpu_clock_budget_ends_the_run(tmp_path):
           lambda d: checkpoint.save(ae, ae.cfg, d), False)
     state = torch.load(tmp_path / "checkpoint.pt")
     assert state["step"] >= 1 and 0.3 <= state["elapsed"] < 5
+
+
+def test_energy_score_with_beta_below_one_has_finite_gradients():
+    torch.manual_seed(0)
+    calm = CALM(tiny_backbone_config(beta=0.5, num_samples=3), Autoencoder(tiny_ae_config()))
+    loss, _ = calm.loss(torch.randint(3, VOCAB, (2, 16)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in calm.parameters() if p.grad is not None)
