@@ -7,6 +7,9 @@
 //     large-pool          8 T = 1 streams alone, then beside one T = 0.5 request at the largest allowed pool
 //     admission           how many 128-token requests run at once under the default KV budget
 //     prefix              time to first chunk of n = 8 choices of one prompt against n = 1
+//     sampler-rates       T < 1 on the shipped model: how often each sampler reaches its temperature
+//                         (the batch pool has a chunk repeated floor(1/T) times; the exact sampler decides
+//                         within its draw budget), draws and time per chunk
 //   --config JSON         engine settings to override (e.g. '{"maxPrefillPositions": 32}')
 import { parseArgs } from 'node:util';
 import { ENGINE_DEFAULTS, type EngineConfig } from '../engine/config.js';
@@ -227,8 +230,28 @@ async function scenario(name: string, threads: number): Promise<Record<string, u
       const eight = await ttft(8);
       return { scenario: name, ttft_ms_n1: one.first, ttft_ms_n8_median: eight.first, ttft_ms_n8_last: eight.last, ratio_last: eight.last / one.first };
     }
+    case 'sampler-rates': {
+      const out: Record<string, unknown> = { scenario: name };
+      for (const t of [0.5, 1 / 3]) {
+        for (const sampler of ['batch', 'exact'] as const) {
+          const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+          await warm(b);
+          const from = b.steps.length;
+          const start = performance.now();
+          PROMPTS.forEach((prompt, i) => b.submit({ id: `r${i}`, prompt, maxTokens: 64, temperature: t, sampler, poolSize: 200, seed: i }));
+          await b.until(PROMPTS.map((_, i) => `r${i}`));
+          const steps = b.steps.slice(from);
+          const chunks = steps.reduce((n, x) => n + x.sampled, 0);
+          const tag = `T${t.toFixed(2)}_${sampler}`;
+          out[`${tag}_reached`] = 1 - steps.reduce((n, x) => n + x.fallbacks, 0) / chunks;
+          out[`${tag}_draws_per_chunk`] = steps.reduce((n, x) => n + x.draws, 0) / chunks;
+          out[`${tag}_ms_per_chunk`] = (performance.now() - start) / chunks;
+        }
+      }
+      return out;
+    }
     default:
-      throw new Error(`unknown scenario ${name}: after-long, prefill-burst, large-pool, admission, prefix`);
+      throw new Error(`unknown scenario ${name}: after-long, prefill-burst, large-pool, admission, prefix, sampler-rates`);
   }
 }
 
@@ -250,7 +273,7 @@ async function main(): Promise<void> {
   if (values.config) Bench.base = JSON.parse(values.config) as Partial<EngineConfig>;
   if (values.scenario) {
     const names = values.scenario.flatMap((s) => s.split(','));
-    const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix'] : names;
+    const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix', 'sampler-rates'] : names;
     for (const name of all) {
       const result = await scenario(name, threads);
       console.log(values.json ? JSON.stringify(result) : Object.entries(result).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(3) : v}`).join(' '));
