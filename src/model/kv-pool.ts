@@ -7,7 +7,8 @@
 //
 // The arrays are allocated once at their full size. Their pages are zero until first written,
 // and the block manager hands out low block ids first, so the memory actually touched follows
-// the peak number of blocks in use, not the budget.
+// the peak number of blocks in use plus the prefix cache's unreferenced blocks, never more
+// than the budget.
 
 export type KvDtype = 'float32' | 'float16';
 export type KvArray = Float32Array | Uint16Array;
