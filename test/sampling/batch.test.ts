@@ -177,7 +177,20 @@ describe('BatchSampler (draw a pool, then the cascade)', () => {
     const result = sampler.feed(poolOf([B, C, D]), rng);
     assert.deepEqual(Array.from(result!.chunk), chunkOf(B));
     assert.equal(result!.draws, 5);
-    assert.equal(result!.fallback, false);
+    assert.equal(result!.fallback, false, 'B occurs twice: level 2 = 1/T is reached');
+  });
+
+  test('a pool without a chunk repeated floor(1/T) times says it fell back', () => {
+    const rng = new Rng(3);
+    const fed = (temperature: number, pool: number[][]) => {
+      const sampler = new BatchSampler(K, { temperature, poolSize: pool.length });
+      sampler.reset();
+      return sampler.feed(poolOf(pool), rng)!;
+    };
+    assert.equal(fed(0.5, [A, B, C, D]).fallback, true, 'no repeat at T = 1/2');
+    assert.equal(fed(0.5, [A, B, A, D]).fallback, false);
+    assert.equal(fed(1 / 3, [A, B, A, D]).fallback, true, 'a pair is not enough at T = 1/3');
+    assert.equal(fed(0, [A, B, C, D]).fallback, false, 'greedy has no level to reach');
   });
 
   test('the same seed gives the same choices; another seed differs', () => {

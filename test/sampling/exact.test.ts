@@ -104,7 +104,8 @@ describe('exact sampler: edges, budget, determinism', () => {
     assert.equal(result.fallback, true);
     assert.equal(result.draws, 500);
     assert.equal(source.produced, 500, 'the budget caps what is drawn, not only what is consumed');
-    assert.deepEqual(asked, [64, 64, 64, 64, 64, 64, 64, 52]);
+    // batches start at one round (n = 3) and double up to drawBatch
+    assert.deepEqual(asked, [3, 6, 12, 24, 48, 64, 64, 64, 64, 64, 64, 23]);
   });
 
   test('the fallback prefers what the pool repeats', () => {
