@@ -119,10 +119,11 @@ export class Scheduler {
 
   /** After a backbone call wrote `positions` more positions of `seq`: publish its newly full blocks to the prefix cache. */
   computed(seq: Sequence, positions: number): void {
-    seq.computed += positions;
     const bs = this.blocks.blockSize;
+    const before = Math.floor(seq.computed / bs);
+    seq.computed += positions;
     const full = Math.floor(seq.computed / bs);
-    for (let j = 0; j < full; j++) {
+    for (let j = before; j < full; j++) {
       if (j < seq.hashes.length) {
         this.blocks.markReady(seq.blocks[j]!);
         continue;
