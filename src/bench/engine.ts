@@ -7,6 +7,7 @@
 //     large-pool          8 T = 1 streams alone, then beside one T = 0.5 request at the largest allowed pool
 //     admission           how many 128-token requests run at once under the default KV budget
 //     prefix              time to first chunk of n = 8 choices of one prompt against n = 1
+//     memory              the process's RSS and heap over 10,000 short requests (the engine alone)
 //     sampler-rates       T < 1 on the shipped model: how often each sampler reaches its temperature
 //                         (the batch pool has a chunk repeated floor(1/T) times; the exact sampler decides
 //                         within its draw budget), draws and time per chunk
@@ -230,6 +231,24 @@ async function scenario(name: string, threads: number): Promise<Record<string, u
       const eight = await ttft(8);
       return { scenario: name, ttft_ms_n1: one.first, ttft_ms_n8_median: eight.first, ttft_ms_n8_last: eight.last, ratio_last: eight.last / one.first };
     }
+    case 'memory': {
+      const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+      const words = 'And God said let there be light and there was light and God saw the light that it was good'.split(' ');
+      const mb = (n: number) => Math.round(n / 2 ** 20);
+      const out: Record<string, unknown> = { scenario: name, rss_mb_idle: mb(process.memoryUsage().rss) };
+      for (let i = 0; i < 10_000; i += 8) {
+        const ids = Array.from({ length: 8 }, (_, j) => `m${i + j}`);
+        ids.forEach((id, j) => b.submit({ id, prompt: `${words.slice(0, 1 + ((i + j) % words.length)).join(' ')} ${i + j}`, maxTokens: 8, temperature: 1 }));
+        await b.until(ids);
+        for (const id of ids) b.chunks.delete(id);
+        if ((i + 8) % 1000 === 0) {
+          const m = process.memoryUsage();
+          out[`rss_mb_${i + 8}`] = mb(m.rss);
+          out[`heap_mb_${i + 8}`] = mb(m.heapUsed);
+        }
+      }
+      return out;
+    }
     case 'sampler-rates': {
       const out: Record<string, unknown> = { scenario: name };
       for (const t of [0.5, 1 / 3]) {
@@ -251,7 +270,7 @@ async function scenario(name: string, threads: number): Promise<Record<string, u
       return out;
     }
     default:
-      throw new Error(`unknown scenario ${name}: after-long, prefill-burst, large-pool, admission, prefix, sampler-rates`);
+      throw new Error(`unknown scenario ${name}: after-long, prefill-burst, large-pool, admission, prefix, memory, sampler-rates`);
   }
 }
 
@@ -273,7 +292,7 @@ async function main(): Promise<void> {
   if (values.config) Bench.base = JSON.parse(values.config) as Partial<EngineConfig>;
   if (values.scenario) {
     const names = values.scenario.flatMap((s) => s.split(','));
-    const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix', 'sampler-rates'] : names;
+    const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix', 'memory', 'sampler-rates'] : names;
     for (const name of all) {
       const result = await scenario(name, threads);
       console.log(values.json ? JSON.stringify(result) : Object.entries(result).map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(3) : v}`).join(' '));
