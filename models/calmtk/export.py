@@ -30,6 +30,7 @@ from .ar import ARModel
 from .autoencoder import Autoencoder
 from .calm import CALM
 from .config import AutoencoderConfig, BackboneConfig, load_config
+from .macs import bundle_macs
 from .paged import page_backbone
 
 BUNDLE_FORMAT = "calm-bundle"
@@ -240,6 +241,7 @@ def _finish(out: Path, tokenizer: Path, kind: str, cfg: BackboneConfig, files: d
         **extra,
         "files": files,
     }
+    manifest["macs"] = bundle_macs(out, manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -18,6 +18,7 @@ import type { Engine, StepReport, StepTiming } from '../engine/engine.js';
 import type { InputProcessor } from '../engine/input.js';
 import { createEngine } from '../engine/setup.js';
 import type { GenerateRequest } from '../engine/types.js';
+import { loadBundle } from '../model/bundle.js';
 import { DEFAULT_AR_MODEL_DIR, DEFAULT_MODEL_DIR } from '../model/defaults.js';
 
 interface Scenario {
@@ -36,6 +37,9 @@ interface Row {
   onnxShare: number;
   jsShare: number;
   msPerStep: Record<'backbone' | 'head' | 'decoder' | 'sampler' | 'other', number>;
+  /** weight multiply-accumulates per output token (manifest "macs"; attention's own left out), and the rate achieved */
+  mmacPerToken: number;
+  gmacPerSecond: number;
 }
 
 const PROMPTS = [
@@ -129,6 +133,8 @@ async function measure(s: Scenario, concurrency: number, maxTokens: number, thre
   const onnx = sum((t) => t.backboneMs + t.headMs + t.decoderMs);
   const per = (ms: number) => ms / steps.length;
   const tokens = ids.length * maxTokens;
+  const macs = loadBundle(s.modelDir).manifest.macs;
+  const totalMacs = macs ? steps.reduce((n, t) => n + t.positions * macs.backbone + t.draws * ((macs.head ?? 0) + (macs.decoder ?? 0)), 0) : NaN;
   return {
     scenario: s.name, concurrency, tokens, seconds, tokensPerSecond: tokens / seconds, steps: steps.length,
     onnxShare: onnx / total, jsShare: 1 - onnx / total,
@@ -136,16 +142,19 @@ async function measure(s: Scenario, concurrency: number, maxTokens: number, thre
       backbone: per(sum((t) => t.backboneMs)), head: per(sum((t) => t.headMs)), decoder: per(sum((t) => t.decoderMs)),
       sampler: per(sum((t) => t.samplerMs)), other: per(total - onnx - sum((t) => t.samplerMs)),
     },
+    mmacPerToken: totalMacs / tokens / 1e6,
+    gmacPerSecond: totalMacs / seconds / 1e9,
   };
 }
 
 function table(rows: Row[]): string {
-  const head = '| scenario | concurrency | output tok/s | steps | ms/step backbone | head | decoder | sampler (JS) | other JS | onnxruntime share | JS share |';
-  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
+  const head = '| scenario | concurrency | output tok/s | steps | ms/step backbone | head | decoder | sampler (JS) | other JS | onnxruntime share | JS share | MMAC/token | GMAC/s |';
+  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = rows.map((r) => {
     const m = r.msPerStep;
     return `| ${r.scenario} | ${r.concurrency} | ${r.tokensPerSecond.toFixed(1)} | ${r.steps} | ${m.backbone.toFixed(2)} | ${m.head.toFixed(2)} | ` +
-      `${m.decoder.toFixed(2)} | ${m.sampler.toFixed(2)} | ${m.other.toFixed(2)} | ${(100 * r.onnxShare).toFixed(1)} % | ${(100 * r.jsShare).toFixed(1)} % |`;
+      `${m.decoder.toFixed(2)} | ${m.sampler.toFixed(2)} | ${m.other.toFixed(2)} | ${(100 * r.onnxShare).toFixed(1)} % | ${(100 * r.jsShare).toFixed(1)} % | ` +
+      `${r.mmacPerToken.toFixed(2)} | ${r.gmacPerSecond.toFixed(2)} |`;
   });
   return [head, sep, ...lines].join('\n');
 }

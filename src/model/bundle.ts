@@ -36,6 +36,12 @@ export interface BundleManifest {
   add_bos: boolean;
   latent_size?: number;
   noise_size?: number;
+  /**
+   * Multiply-accumulates of the weight products (calmtk/macs.py): per backbone position, per head
+   * sample and per decoded chunk (CALM); attention's own, per position per context position.
+   * Informational (benchmarks); bundles written before it have none.
+   */
+  macs?: { backbone: number; head?: number; decoder?: number; attention_per_context_position: number };
   files: Partial<Record<GraphName | 'tokenizer', string>>;
 }
 
