@@ -12,6 +12,7 @@
 //                         (the batch pool has a chunk repeated floor(1/T) times; the exact sampler decides
 //                         within its draw budget), draws and time per chunk
 //   --config JSON         engine settings to override (e.g. '{"maxPrefillPositions": 32}')
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ENGINE_DEFAULTS, type EngineConfig } from '../engine/config.js';
 import type { Engine, StepReport, StepTiming } from '../engine/engine.js';
@@ -19,6 +20,8 @@ import type { InputProcessor } from '../engine/input.js';
 import { createEngine } from '../engine/setup.js';
 import type { GenerateRequest } from '../engine/types.js';
 import { loadBundle } from '../model/bundle.js';
+import { ModelRunner } from '../model/runner.js';
+import { openSessions } from '../model/sessions.js';
 import { DEFAULT_AR_MODEL_DIR, DEFAULT_MODEL_DIR } from '../model/defaults.js';
 
 interface Scenario {
@@ -283,6 +286,27 @@ async function scenario(name: string, threads: number): Promise<Record<string, u
   }
 }
 
+/**
+ * What this machine's cores do on a large matrix product through onnxruntime: the shipped CALM
+ * decoder on 1,024 latents (its 4 x 4,096 x 256 output projection and its MLPs are nearly all
+ * of its arithmetic), best of 5, every core. The benchmark rows are reported as a share of it.
+ */
+async function referenceRate(): Promise<number> {
+  const bundle = loadBundle(DEFAULT_MODEL_DIR);
+  const m = bundle.manifest;
+  const sessions = await openSessions(bundle, { device: 'cpu', intraOpThreads: availableParallelism(), interOpThreads: 1, spinning: false });
+  const runner = new ModelRunner(m, sessions);
+  const n = 1024;
+  const latent = Float32Array.from({ length: n * m.latent_size! }, (_, i) => Math.sin(i));
+  let best = Infinity;
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    await runner.decoder(latent, n);
+    if (i > 0) best = Math.min(best, performance.now() - t0);
+  }
+  return (n * m.macs!.decoder!) / (best / 1000) / 1e9;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -327,6 +351,9 @@ async function main(): Promise<void> {
     return;
   }
   console.log(table(rows));
+  const ref = await referenceRate();
+  console.log(`\nreference rate: ${ref.toFixed(1)} GMAC/s (the CALM decoder graph on 1,024 latents, every core: a large matrix product through onnxruntime)`);
+  for (const r of rows) console.log(`  ${r.scenario} x${r.concurrency}: ${(100 * r.gmacPerSecond / ref).toFixed(1)} % of it`);
   const tps = (name: string, c: number) => rows.find((r) => r.scenario === name && r.concurrency === c)?.tokensPerSecond;
   console.log('\nratios measured in this run:');
   for (const c of levels) {
