@@ -12,6 +12,8 @@
 //                         (the batch pool has a chunk repeated floor(1/T) times; the exact sampler decides
 //                         within its draw budget), draws and time per chunk
 //   --config JSON         engine settings to override (e.g. '{"maxPrefillPositions": 32}')
+//   --calm DIR, --ar DIR  the bundles of the throughput table (default: the shipped ones), e.g. the
+//                         random-weight CALM-M and its same-backbone token model (calmtk.random_bundle)
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ENGINE_DEFAULTS, type EngineConfig } from '../engine/config.js';
@@ -288,7 +290,7 @@ async function scenario(name: string, threads: number): Promise<Record<string, u
 
 /**
  * What this machine's cores do on a large matrix product through onnxruntime: the shipped CALM
- * decoder on 1,024 latents (its 4 x 4,096 x 256 output projection and its MLPs are nearly all
+ * decoder on 1,024 latents (whatever bundles the table measures) (its 4 x 4,096 x 256 output projection and its MLPs are nearly all
  * of its arithmetic), best of 5, every core. The benchmark rows are reported as a share of it.
  */
 async function referenceRate(): Promise<number> {
@@ -319,6 +321,8 @@ async function main(): Promise<void> {
       scenario: { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
       config: { type: 'string' },
+      calm: { type: 'string', default: DEFAULT_MODEL_DIR },
+      ar: { type: 'string', default: DEFAULT_AR_MODEL_DIR },
     },
   });
   const threads = Number(values.threads);
@@ -333,9 +337,9 @@ async function main(): Promise<void> {
     return;
   }
   const scenarios: Scenario[] = [
-    { name: 'CALM T=1', modelDir: DEFAULT_MODEL_DIR, request: { temperature: 1 } },
-    { name: 'CALM T=0.5 N=200', modelDir: DEFAULT_MODEL_DIR, request: { temperature: 0.5, poolSize: 200 } },
-    { name: 'AR T=1', modelDir: DEFAULT_AR_MODEL_DIR, request: { temperature: 1 } },
+    { name: 'CALM T=1', modelDir: values.calm, request: { temperature: 1 } },
+    { name: 'CALM T=0.5 N=200', modelDir: values.calm, request: { temperature: 0.5, poolSize: 200 } },
+    { name: 'AR T=1', modelDir: values.ar, request: { temperature: 1 } },
   ].filter((s) => !values.only || s.name.toLowerCase().includes(values.only.toLowerCase()));
   const levels = values.concurrency.split(',').map(Number);
   const rows: Row[] = [];
