@@ -44,7 +44,7 @@ export const OPTIONS: Option[] = [
   { key: 'host', flag: 'host', kind: 'string', alias: 'HOST', help: 'address to listen on' },
   { key: 'port', flag: 'port', kind: 'int', alias: 'PORT', help: 'port to listen on' },
   { key: 'device', flag: 'device', kind: 'string', choices: ['cpu', 'cuda'], help: 'onnxruntime execution provider' },
-  { key: 'intraOpThreads', flag: 'threads', kind: 'int', help: 'onnxruntime threads per operator (0: by the size of each call for CALM, one for the AR baseline; docs/benchmarks.md "Threads")' },
+  { key: 'intraOpThreads', flag: 'threads', kind: 'int', help: 'onnxruntime threads per operator (0: one thread for small calls, every core for large calls and large graphs; docs/benchmarks.md "Threads")' },
   { key: 'interOpThreads', flag: 'inter-op-threads', kind: 'int', help: 'onnxruntime threads across operators' },
   { key: 'maxRunning', flag: 'max-running', kind: 'int', help: 'sequences decoded together at most (continuous batching)' },
   { key: 'maxWaiting', flag: 'max-waiting', kind: 'int', help: 'requests queued at most; beyond it 429 with Retry-After' },

@@ -35,7 +35,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   const t0 = performance.now();
   const bundle = loadBundle(config.modelDir);
   const m = bundle.manifest;
-  const threads = threadPlan(m.kind, config.intraOpThreads, availableParallelism());
+  const threads = threadPlan(config.intraOpThreads, availableParallelism());
   if (config.spinning !== undefined) threads.spinning = config.spinning;
   const { sessions, wide } = await openPlanned(bundle, config.device, config.interOpThreads, threads);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);

@@ -1,5 +1,5 @@
 // Opens a bundle's graphs in onnxruntime-node and checks them against graphs.ts.
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { type Bundle, BundleError, type GraphName, REQUIRED_FILES } from './bundle.js';
 import { graphSpec, signatureProblems, type ValueInfo } from './graphs.js';
@@ -20,10 +20,10 @@ export interface RuntimeOptions {
  * docs/benchmarks.md "Threads"). Small calls (one stream's backbone step, one head sample) are
  * dispatch-bound: a second thread costs more to wake than it gives, so they run on one. Large
  * calls (a pool of samples, a big batch, a long prefill) are arithmetic and gain from every core.
- * A CALM bundle therefore opens its small graphs twice, one thread and every core, and the
- * runner picks by the size of each call. Spinning is off: a CALM step is three graph calls in a
- * row, and idle pools spinning after their run steal the cores of the next graph's. The token
- * baseline's calls are all small per token: one thread.
+ * So each small graph is opened twice, one thread and every core, and the runner picks by the
+ * size of each call; a big graph (over WIDE_SESSION_MAX_BYTES, where every call is large
+ * arithmetic) is one session on every core. Spinning is off: a CALM step is three graph calls in
+ * a row, and idle pools spinning after their run steal the cores of the next graph's.
  */
 export interface ThreadPlan {
   intraOpThreads: number;
@@ -32,12 +32,21 @@ export interface ThreadPlan {
   wideThreads: number;
 }
 
-export function threadPlan(kind: 'calm' | 'ar', requested: number, cores: number): ThreadPlan {
+export function threadPlan(requested: number, cores: number): ThreadPlan {
   if (requested > 0) return { intraOpThreads: requested, spinning: false, wideThreads: 0 };
-  return { intraOpThreads: 1, spinning: false, wideThreads: kind === 'calm' && cores > 1 ? cores : 0 };
+  return { intraOpThreads: 1, spinning: false, wideThreads: cores > 1 ? cores : 0 };
 }
 
-/** A graph gets a second (wide) session only if it is this small: a second copy of CALM-M's backbone would cost 1.4 GB. */
+/** Bytes of a graph with its external data file, if any. */
+function graphBytes(path: string): number {
+  const data = `${path}.data`;
+  return statSync(path).size + (existsSync(data) ? statSync(data).size : 0);
+}
+
+/**
+ * A graph gets a narrow and a wide session only if it is this small (a second copy of CALM-M's
+ * backbone would cost 1.4 GB); a larger one gets a single session on every core.
+ */
 export const WIDE_SESSION_MAX_BYTES = 256 << 20;
 
 export type Sessions = Partial<Record<GraphName, ort.InferenceSession>>;
@@ -89,12 +98,18 @@ export async function openSessions(bundle: Bundle, opts: RuntimeOptions, withEnc
 
 /** The sessions a plan asks for: one per graph, and a wide one for each graph small enough (see ThreadPlan). */
 export async function openPlanned(bundle: Bundle, device: Device, interOpThreads: number, plan: ThreadPlan): Promise<{ sessions: Sessions; wide: Sessions }> {
-  const sessions = await openSessions(bundle, { device, interOpThreads, intraOpThreads: plan.intraOpThreads, spinning: plan.spinning });
+  const sessions: Sessions = {};
   const wide: Sessions = {};
-  if (plan.wideThreads > 0) {
-    for (const key of Object.keys(sessions) as GraphName[]) {
-      if (statSync(bundle.paths[key]!).size > WIDE_SESSION_MAX_BYTES) continue;
-      wide[key] = await openGraph(bundle, key, { device, interOpThreads, intraOpThreads: plan.wideThreads, spinning: plan.spinning });
+  for (const key of REQUIRED_FILES[bundle.manifest.kind]) {
+    if (key === 'tokenizer' || key === 'encoder') continue;
+    const narrow = { device, interOpThreads, intraOpThreads: plan.intraOpThreads, spinning: plan.spinning };
+    const all = { ...narrow, intraOpThreads: plan.wideThreads };
+    if (plan.wideThreads === 0) sessions[key] = await openGraph(bundle, key, narrow);
+    // A big graph is one session on every core: its every call is large arithmetic.
+    else if (graphBytes(bundle.paths[key]!) > WIDE_SESSION_MAX_BYTES) sessions[key] = await openGraph(bundle, key, all);
+    else {
+      sessions[key] = await openGraph(bundle, key, narrow);
+      wide[key] = await openGraph(bundle, key, all);
     }
   }
   return { sessions, wide };
