@@ -2,7 +2,7 @@
 // --drain-grace-ms, whatever the engine thread is doing). It exits 1 at once when it cannot
 // listen, and when the engine thread dies, so that a supervisor (Kubernetes) restarts it.
 import { ConfigError, helpText, loadConfig, type ServerConfig } from '../config.js';
-import { startServer } from '../server/start.js';
+import { drainBudgetMs, startServer } from '../server/start.js';
 
 /** Time to let the last responses reach their clients before exiting after an engine death. */
 const FLUSH_MS = 250;
@@ -40,8 +40,8 @@ export async function runServer(config: ServerConfig): Promise<number> {
   return new Promise<number>(() => {
     const stop = (signal: string) => {
       running.app.log.info({ signal }, 'shutting down');
-      // A backstop: the drain bounds itself, but nothing may keep the process past the grace.
-      setTimeout(() => process.exit(1), config.drainGraceMs).unref();
+      // A backstop: the drain bounds itself, but nothing may keep the process past its budget.
+      setTimeout(() => process.exit(1), drainBudgetMs(config.drainGraceMs) + 250).unref();
       running.drain().then(() => process.exit(0), (err: unknown) => {
         running.app.log.error({ err }, 'shutdown failed');
         process.exit(1);

@@ -144,8 +144,10 @@ export class Scheduler {
     const bm = this.blocks;
     const bs = bm.blockSize;
     const fullKnown = Math.floor(seq.known / bs);
-    const hashes: string[] = [];
-    for (let j = 0; j < fullKnown; j++) hashes.push(blockHash(j > 0 ? hashes[j - 1]! : null, seq.inputs(j * bs, bs)));
+    // A sequence's inputs never change, so the hashes of its full blocks are computed once (a
+    // deferred or queued sequence tries admission every step).
+    const hashes = seq.hashes;
+    for (let j = hashes.length; j < fullKnown; j++) hashes.push(blockHash(j > 0 ? hashes[j - 1]! : null, seq.inputs(j * bs, bs)));
     const hittable = Math.floor((seq.known - 1) / bs);
     const hits: number[] = [];
     for (let j = 0; j < hittable; j++) {
@@ -165,7 +167,6 @@ export class Scheduler {
       // Publish the blocks it will compute, as pending, so that an identical prefix waits for them.
       if (j < fullKnown) bm.register(seq.blocks[j]!, hashes[j]!, false);
     }
-    seq.hashes = hashes;
     seq.computed = hits.length * bs;
     this.prefixQueried += hittable * bs;
     this.prefixHits += seq.computed;
@@ -190,7 +191,6 @@ export class Scheduler {
   private freeBlocks(seq: Sequence): void {
     this.blocks.release(seq.blocks);
     seq.blocks = [];
-    seq.hashes = [];
     seq.computed = 0;
   }
 }

@@ -18,7 +18,7 @@ export class Sequence {
   computed = 0;
   /** block table: block i holds positions [i * blockSize, (i + 1) * blockSize) */
   blocks: number[] = [];
-  /** hashes of the full blocks published to the prefix cache so far (block i has hashes[i]) */
+  /** hashes of its full blocks of known inputs, chained (block i has hashes[i]); inputs never change, so they outlive a preemption */
   hashes: string[] = [];
   /**
    * The hidden state (CALM) or logits (AR) the next chunk is drawn from, held while a sampler

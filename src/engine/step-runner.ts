@@ -47,6 +47,8 @@ export class StepRunner {
   private readonly width: number;
   /** moving average of the head + decoder time of one sample */
   private msPerDraw = 0;
+  /** test faults configured (src/engine/config.ts `faults`): checked per call only then */
+  private readonly faulty: boolean;
 
   constructor(
     private readonly runner: ModelRunner,
@@ -58,6 +60,7 @@ export class StepRunner {
     private readonly faults: FaultInjection = {},
   ) {
     this.width = manifest.kind === 'calm' ? manifest.hidden_size : manifest.vocab_size;
+    this.faulty = Object.values(faults).some((v) => v !== undefined);
   }
 
   async run(plan: StepPlan): Promise<RunResult> {
@@ -88,13 +91,11 @@ export class StepRunner {
     let draws = 0;
     let fallbacks = 0;
     if (this.manifest.kind === 'calm') {
-      const items: ChunkDraw[] = toSample.map(({ seq, out }) => {
-        // A sequence that was drawing before (carried over, or preempted mid-draw and recomputed)
-        // continues from its held hidden state and its sampler's pool so far.
-        const fresh = seq.drawing === null;
-        if (fresh) seq.drawing = out!.slice();
-        return { hidden: seq.drawing!, sampler: seq.sampler!, rng: seq.rng, fresh };
-      });
+      // A sequence that was drawing before (carried over, or preempted mid-draw and recomputed)
+      // continues from its held hidden state and its sampler's pool so far.
+      const items: ChunkDraw[] = toSample.map(({ seq, out }) => ({
+        hidden: seq.drawing ?? out!, sampler: seq.sampler!, rng: seq.rng, fresh: seq.drawing === null,
+      }));
       const limits = { perStep: this.drawBudget(plan, toSample.map((t) => t.seq)), perCall: this.limits.perCall };
       const drawMs0 = this.runner.clock.ms.head + this.runner.clock.ms.decoder;
       const result = await drawChunks(this.runner, items, limits);
@@ -112,6 +113,10 @@ export class StepRunner {
           if (outcome.fallback) fallbacks++;
           seq.drawing = null;
           sampled.push({ seq, chunk: (outcome as SampleResult).chunk });
+        } else if (seq.drawing === null) {
+          // out of this step's draw budget: keep what the sampler draws from (a copy: the
+          // backbone's output goes away with the step)
+          seq.drawing = items[i]!.hidden.slice();
         }
       });
       for (const [error, seqs] of failedByError) failures.push({ seqs, error });
@@ -154,12 +159,8 @@ export class StepRunner {
     const table = new BigInt64Array(seqs.length * width);
     seqs.forEach((seq, r) => {
       const inputs = seq.inputs(seq.computed, counts[r]!);
-      for (let i = 0; i < inputs.length; i++) {
-        if (inputs[i] === this.faults.failOnToken) throw new Error(`injected fault: token ${inputs[i]} in the batch`);
-        if (inputs[i] === this.faults.crashOnToken) setImmediate(() => { throw new Error('injected crash of the engine thread'); });
-        if (inputs[i] === this.faults.wedgeOnToken) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-        ids[r * newLen * k + i] = BigInt(inputs[i]!);
-      }
+      if (this.faulty) this.injectFaults(inputs);
+      for (let i = 0; i < inputs.length; i++) ids[r * newLen * k + i] = BigInt(inputs[i]!);
       const blocks = Math.ceil((seq.computed + counts[r]!) / bs);
       for (let j = 0; j < blocks; j++) table[r * width + j] = BigInt(seq.blocks[j]!);
     });
@@ -167,6 +168,13 @@ export class StepRunner {
       ids, rows: seqs.length, newLen, pastLen: seqs.map((s) => s.computed), valid: counts, blockTable: table, width,
     };
     return this.runner.backbone(batch);
+  }
+
+  private injectFaults(inputs: Int32Array): void {
+    const f = this.faults;
+    if (f.failOnToken !== undefined && inputs.includes(f.failOnToken)) throw new Error(`injected fault: token ${f.failOnToken} in the batch`);
+    if (f.crashOnToken !== undefined && inputs.includes(f.crashOnToken)) setImmediate(() => { throw new Error('injected crash of the engine thread'); });
+    if (f.wedgeOnToken !== undefined && inputs.includes(f.wedgeOnToken)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
   }
 }
 

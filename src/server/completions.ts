@@ -6,6 +6,7 @@ import type { ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
 import { type CompletionParams, engineRequests, parseCompletion } from './request.js';
+import { STREAM_DEFAULTS } from './stream-ws.js';
 
 interface Choice {
   index: number;
@@ -100,7 +101,14 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
   });
   let closed = false;
   const send = (data: unknown) => {
-    if (!closed) reply.raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    if (closed) return;
+    reply.raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    // A client that stops reading: its output would pile up in memory. Drop it (the 'close'
+    // handler then cancels its generations), as the WebSocket route does.
+    if (reply.raw.writableLength > STREAM_DEFAULTS.maxBufferedBytes) {
+      req.log.warn({ buffered: reply.raw.writableLength }, 'SSE client does not read its stream; disconnecting');
+      reply.raw.destroy();
+    }
   };
   const chunk = (c: Choice, text: string, finish: DoneEvent['finishReason'] | null) => {
     const prefix = params.echo && !c.echoed ? promptText(ctx, c.prompt) : '';

@@ -34,13 +34,13 @@ export interface GenerationOptions {
 
 /**
  * Throws 503 while draining and 429 when `count` more requests would overflow the queue right
- * now. Cheap: call it before parsing prompts. A request larger than the whole capacity is the
- * request's fault (400, from engineRequests), not a reason to retry.
+ * now. Cheap: call it before parsing prompts. (A request larger than the whole capacity never
+ * gets here: engineRequests refuses it with a 400, it is no reason to retry.)
  */
 export function admit(opts: GenerationOptions, count: number): void {
   if (opts.admission.draining) throw draining();
   if (!opts.engine.alive) throw engineUnavailable();
-  if (count <= opts.capacity && opts.admission.inflight + count > opts.capacity) throw queueFull(1);
+  if (opts.admission.inflight + count > opts.capacity) throw queueFull(1);
 }
 
 export function engineError(e: ErrorEvent): ApiError {

@@ -5,7 +5,6 @@
 // (src/engine/input.ts). Every problem becomes a 400 naming the field.
 import { EngineRequestError, type InputProcessor } from '../engine/input.js';
 import type { PromptPolicy } from '../engine/prompt.js';
-import { PROMPT_POLICIES } from '../engine/prompt.js';
 import type { EngineRequest, SamplerKind } from '../engine/types.js';
 import { type ApiError, invalidRequest, notFound } from './errors.js';
 
@@ -100,7 +99,6 @@ export function parseCompletion(raw: unknown, served: ServedModel, maxN: number)
   else if (Array.isArray(stopRaw) && stopRaw.every((s) => typeof s === 'string')) stop = stopRaw as string[];
   else if (stopRaw !== undefined && stopRaw !== null) throw invalidRequest('stop must be a string or an array of strings', 'stop', 'invalid_type');
   if (stop.length > MAX_STOP) throw invalidRequest(`stop takes at most ${MAX_STOP} strings, got ${stop.length}`, 'stop');
-  if (stop.some((s) => s.length === 0)) throw invalidRequest('stop strings must not be empty', 'stop');
   const so = body.stream_options;
   if (so !== undefined && so !== null && (typeof so !== 'object' || Array.isArray(so))) throw invalidRequest('stream_options must be an object', 'stream_options', 'invalid_type');
   const stream = bool(body, 'stream', false);
@@ -108,14 +106,9 @@ export function parseCompletion(raw: unknown, served: ServedModel, maxN: number)
   if (so && !stream) throw invalidRequest('stream_options is only allowed with stream: true', 'stream_options');
   const user = body.user;
   if (user !== undefined && user !== null && typeof user !== 'string') throw invalidRequest('user must be a string', 'user', 'invalid_type');
+  // sampler and prompt_policy are checked by the frontend with the other engine values
   const sampler = body.sampler;
-  if (sampler !== undefined && sampler !== null && sampler !== 'batch' && sampler !== 'exact') {
-    throw invalidRequest('sampler must be "batch" or "exact"', 'sampler');
-  }
   const policy = body.prompt_policy;
-  if (policy !== undefined && policy !== null && !PROMPT_POLICIES.includes(policy as PromptPolicy)) {
-    throw invalidRequest(`prompt_policy must be one of ${PROMPT_POLICIES.map((p) => `"${p}"`).join(', ')}`, 'prompt_policy');
-  }
   const n = num(body, 'n') ?? 1;
   if (!Number.isInteger(n) || n < 1 || n > maxN) throw invalidRequest(`n must be an integer from 1 to ${maxN} (the server's --max-n), got ${n}`, 'n');
   return {

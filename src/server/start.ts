@@ -27,6 +27,16 @@ export interface ServerHooks {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The end of the grace kept for cancelling and closing: a fifth of it, 1 to 3 s. */
+function closingMs(graceMs: number): number {
+  return Math.min(3000, Math.max(1000, Math.floor(graceMs / 5)));
+}
+
+/** How long a drain may take: the grace, or the closing window when the grace is shorter. */
+export function drainBudgetMs(graceMs: number): number {
+  return Math.max(graceMs, closingMs(graceMs));
+}
+
 async function within(ms: number, work: Promise<unknown>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([work.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
@@ -75,8 +85,7 @@ export async function startServer(config: ServerConfig, hooks: ServerHooks = {})
       const grace = config.drainGraceMs;
       const start = Date.now();
       app.log.info({ inflight: admission.inflight, grace_ms: grace }, 'draining: no new requests; waiting for running ones');
-      // The end of the grace (a fifth of it, 1 to 3 s) is kept for cancelling and closing.
-      const closing = Math.min(3000, Math.max(1000, Math.floor(grace / 5)));
+      const closing = closingMs(grace);
       while (admission.inflight > 0 && Date.now() - start < grace - closing) await sleep(20);
       if (admission.inflight > 0) {
         app.log.warn({ inflight: admission.inflight }, 'grace period over: cancelling what is still running');
@@ -86,8 +95,9 @@ export async function startServer(config: ServerConfig, hooks: ServerHooks = {})
         // The engine did not answer (wedged): settle on this thread so every client gets its response.
         for (const g of [...admission.live]) g.abandon(drainingError());
       }
+      // Together with the cancel window: 0.95 of the closing window, so the drain ends inside its budget.
       await within(closing / 4, app.close());
-      await engine.close(closing / 4);
+      await engine.close(closing / 5);
     })();
     return draining;
   };

@@ -64,3 +64,15 @@ test('a port that cannot be bound exits 1 at once with the reason', async () => 
     blocker.close();
   }
 });
+
+test('SIGTERM with no grace: running requests are cancelled and answered, and the process exits 0', async () => {
+  const server = await spawnServer(['test/support/serve-with-faults.ts', JSON.stringify({ port: 0, drainGraceMs: 0 })]);
+  const running = post(server.url, { model: 'calm-k4', prompt: 'A long one', max_tokens: 4000, ignore_eos: true });
+  await new Promise((r) => setTimeout(r, 500));
+  server.child.kill('SIGTERM');
+  const r = await running;
+  assert.equal(r.status, 200);
+  assert.equal(r.json().choices[0].finish_reason, 'cancelled');
+  const { code } = await server.exited;
+  assert.equal(code, 0, server.log());
+});
