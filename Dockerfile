@@ -13,7 +13,8 @@
 # (30 s): give `docker stop`/`--stop-timeout` more than that, Docker's default is 10 s.
 # The Kubernetes manifests are in deploy/ (deploy/README.md).
 
-ARG NODE_VERSION=20
+# The active Node.js LTS line (package.json engines: 22 or later).
+ARG NODE_VERSION=24
 # CUDA 12 with cuDNN 9 is what onnxruntime-node's CUDA 12 provider is built against.
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04
 
@@ -23,10 +24,11 @@ WORKDIR /app
 
 # ---- build: dev dependencies and the TypeScript compiler, dist/ out ---------------------------
 FROM node AS build
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 # --ignore-scripts: the package's `prepare` script would compile src/, which is copied below so
-# that this layer stays cached while only the sources change. .npmrc keeps onnxruntime-node's
-# install step (a CUDA download) off, as in CI.
+# that this layer stays cached while only the sources change; it also keeps onnxruntime-node's
+# install step (a CUDA download) off whatever npm the image has (package.json's allowScripts
+# denies it only from npm 11.16 on).
 RUN npm ci --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
@@ -36,7 +38,7 @@ RUN npm run build
 # onnxruntime-node carries its native runtime for every OS and CPU (about 310 MB); only this
 # platform's (about 45 MB) is kept.
 FROM node AS deps
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts \
  && cd node_modules/onnxruntime-node/bin/napi-v6 \
  && for d in */*; do [ "$d" = "linux/$(node -p process.arch)" ] || rm -rf "$d"; done \
@@ -45,9 +47,10 @@ RUN npm ci --omit=dev --ignore-scripts \
 # ---- cuda-deps: the same, plus onnxruntime-node's CUDA execution provider ---------------------
 # The npm package ships the CPU runtime only; its install script fetches
 # libonnxruntime_providers_{cuda,shared,tensorrt}.so for CUDA 12 from NuGet at build time
-# (the build needs network access there; linux/amd64 only, as the provider is).
+# (the build needs network access there; linux/amd64 only, as the provider is). The script is run
+# directly: `npm rebuild` would skip it, as package.json's allowScripts denies it.
 FROM deps AS cuda-deps
-RUN ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node \
+RUN ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install \
  && test -f node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so \
  && npm cache clean --force
 
