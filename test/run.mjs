@@ -1,16 +1,16 @@
 #!/usr/bin/env node
 // `npm test`: the TypeScript tests (node:test through tsx) and the model toolkit's pytest suite.
 // The Python suite needs Debian's torch; without it this says so plainly and skips it, and CI
-// (.ci/run) installs it so that CI always runs it.
+// (.ci/run) installs it and requires it (CALM_REQUIRE_TOOLS, test/support/tools.mjs).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { skipWithout, TOOLS } from './support/tools.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
-const PYTHON = process.env.CALM_PYTHON ?? '/usr/bin/python3';
-const PY_MODULES = ['torch', 'onnx', 'numpy', 'pytest', 'regex'];
+const PYTHON = TOOLS.torch.probe[0];
 
 function findTests(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -32,15 +32,19 @@ if (!only || only === 'ts') {
   results.push(['typescript', run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files])]);
 }
 if (!only || only === 'models') {
-  const probe = spawnSync(PYTHON, ['-c', `import ${PY_MODULES.join(', ')}`], { encoding: 'utf8' });
-  if (probe.status === 0) {
+  let skip;
+  try {
+    skip = skipWithout(TOOLS.torch);
+  } catch (err) {
+    console.log(`\nFAILED the model toolkit tests (models/tests): ${err.message}`);
+    skip = null;
+  }
+  if (skip === false) {
     results.push(['models (pytest)', run(PYTHON, ['-m', 'pytest', '-q', 'models/tests'], { OPENBLAS_NUM_THREADS: '2' })]);
+  } else if (skip === null) {
+    results.push(['models (pytest)', 1]);
   } else {
-    console.log(
-      `\nSKIPPED the model toolkit tests (models/tests): ${PYTHON} cannot import ${PY_MODULES.join(', ')}.\n` +
-        'Install them with: apt-get install -y --no-install-recommends python3-torch python3-onnx python3-numpy ' +
-        'python3-pytest python3-regex libopenblas0-pthread',
-    );
+    console.log(`\nSKIPPED the model toolkit tests (models/tests): ${PYTHON} cannot import torch, onnx, numpy, pytest and regex; ${skip}`);
     results.push(['models (pytest)', 'skipped']);
   }
 }
