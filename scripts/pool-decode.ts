@@ -80,8 +80,7 @@ for (let rep = 0; rep < warmup + reps; rep++) {
   // One stream's T = 1 step: a backbone call for one new position, one head sample, one decode.
   await timed('T=1 step', warm, async () => {
     await runner.backbone({ ids: BigInt64Array.from(ids.slice(0, 4), BigInt), rows: 1, newLen: 1, pastLen: [L - 1], valid: [1], blockTable: BigInt64Array.from({ length: width }, (_, i) => BigInt(i)), width });
-    const z = await runner.head(h, 1, 1, new Float32Array(m.noise_size!).fill(0.1));
-    await runner.decoder(z, 1);
+    await runner.draw(h, 1, 1, new Float32Array(m.noise_size!).fill(0.1));
   });
   const noise = new Float32Array(N * m.noise_size!);
   rng.fillUniform(noise, -0.5, 0.5);

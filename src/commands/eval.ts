@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { PROMPT_POLICIES, type PromptPolicy } from '../engine/prompt.js';
 import { DEFAULT_MODEL_DIR } from '../model/defaults.js';
+import { DEVICES } from '../model/sessions.js';
 import { BRIER_ORDERS } from '../eval/brier.js';
 import { POSITION_MODES, type PositionMode } from '../eval/corpus.js';
 import { type CommandIO, PROCESS_IO, UsageError } from './io.js';
@@ -29,7 +30,7 @@ autoencoder's reconstruction accuracy, on a JSONL corpus (one {"text": ...} per 
   --sampler batch|exact    CALM sampler for 0 < T < 1 (default batch)
   --pool-size N            batch sampler pool size (default ${EVAL_DEFAULTS.poolSize})
   --batch N                windows per backbone call (CALM; no effect on the figures) (default ${EVAL_DEFAULTS.batchWindows})
-  --device cpu|cuda        (default cpu)
+  --device cpu|webgpu|cuda (default cpu)
   --threads N              onnxruntime intra-op threads (default: one per core)
   --json                   print one JSON object with every figure
   --no-progress            no progress bar on stderr
@@ -88,7 +89,7 @@ export function parseEvalArgs(argv: string[]): { options: EvalOptions; json: boo
     sampler: oneOf('sampler', values.sampler, ['batch', 'exact'] as const, EVAL_DEFAULTS.sampler),
     poolSize: integer('pool-size', values['pool-size'], EVAL_DEFAULTS.poolSize, 1),
     batchWindows: integer('batch', values.batch, EVAL_DEFAULTS.batchWindows, 1),
-    device: oneOf('device', values.device, ['cpu', 'cuda'] as const, EVAL_DEFAULTS.device),
+    device: oneOf('device', values.device, DEVICES, EVAL_DEFAULTS.device),
     threads: integer('threads', values.threads, EVAL_DEFAULTS.threads, 0),
   };
   return { options, json: values.json, progress: !values['no-progress'] };

@@ -4,6 +4,7 @@ import { EngineClient } from '../engine/client.js';
 import { ENGINE_DEFAULTS } from '../engine/config.js';
 import { PROMPT_POLICIES, type PromptPolicy } from '../engine/prompt.js';
 import { DEFAULT_MODEL_DIR } from '../model/defaults.js';
+import { DEVICES, isDevice } from '../model/sessions.js';
 
 const HELP = `usage: calm generate --prompt TEXT [options]
 
@@ -16,7 +17,7 @@ const HELP = `usage: calm generate --prompt TEXT [options]
   --sampler batch|exact  CALM sampler for 0 < T < 1 (default batch)
   --prompt-policy pad|left  how a prompt that is not a multiple of K is aligned (default left)
   --stop TEXT            stop string (repeatable)
-  --device cpu|cuda      (default cpu)
+  --device cpu|webgpu|cuda (default cpu)
   --threads N            onnxruntime intra-op threads (default: one per core)
   --verbose              print timings and usage to stderr`;
 
@@ -43,7 +44,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   }
   if (values.prompt === undefined) throw new Error('--prompt is required (see calm generate --help)');
   const device = values.device ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${device}`);
+  if (!isDevice(device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}, got ${device}`);
   const sampler = values.sampler ?? 'batch';
   if (sampler !== 'batch' && sampler !== 'exact') throw new Error(`--sampler must be batch or exact, got ${sampler}`);
   const policy = (values['prompt-policy'] ?? ENGINE_DEFAULTS.promptPolicy) as PromptPolicy;

@@ -3,10 +3,10 @@
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadBundle } from '../model/bundle.js';
-import { openSessions } from '../model/sessions.js';
+import { DEVICES, isDevice, openSessions } from '../model/sessions.js';
 import { DEFAULT_MODEL_DIR } from '../model/defaults.js';
 
-const HELP = `usage: calm inspect [DIR] [--device cpu|cuda] [--json]
+const HELP = `usage: calm inspect [DIR] [--device cpu|webgpu|cuda] [--json]
 
 Prints the manifest of the model bundle in DIR (default ${DEFAULT_MODEL_DIR}), the size of each file,
 and the inputs and outputs of every graph after loading it in onnxruntime.`;
@@ -25,7 +25,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (values.device !== 'cpu' && values.device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${values.device}`);
+  if (!isDevice(values.device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}, got ${values.device}`);
   const bundle = loadBundle(positionals[0] ?? DEFAULT_MODEL_DIR);
   const started = performance.now();
   const sessions = await openSessions(bundle, { device: values.device, intraOpThreads: 0, interOpThreads: 0 }, true);

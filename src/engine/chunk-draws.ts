@@ -79,8 +79,7 @@ export async function drawChunks(runner: ModelRunner, items: readonly ChunkDraw[
         });
         let pool: Int32Array;
         try {
-          const latent = await runner.head(hidden, rows.length, samples, noise);
-          pool = Int32Array.from(await runner.decoder(latent, rows.length * samples), (v) => Number(v));
+          pool = Int32Array.from(await runner.draw(hidden, rows.length, samples, noise), (v) => Number(v));
         } catch (err) {
           for (const item of rows) outcomes[item] = err instanceof Error ? err : new Error(String(err));
           continue;

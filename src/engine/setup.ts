@@ -1,9 +1,10 @@
 // Builds an engine from its config: bundle, graphs, tokenizer, the KV pool sized by the budget.
 import { availableParallelism } from 'node:os';
 import { loadBundle } from '../model/bundle.js';
+import { DeviceKvPool } from '../model/device-pool.js';
 import { bytesPerPosition, KvPool } from '../model/kv-pool.js';
 import { ModelRunner } from '../model/runner.js';
-import { openPlanned, threadPlan } from '../model/sessions.js';
+import { openBuiltGraph, openPlanned, threadPlan } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
 import { BlockManager } from './block-manager.js';
 import type { EngineConfig } from './config.js';
@@ -35,9 +36,11 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   const t0 = performance.now();
   const bundle = loadBundle(config.modelDir);
   const m = bundle.manifest;
-  const threads = threadPlan(config.intraOpThreads, availableParallelism());
+  const threads = threadPlan(config.intraOpThreads, availableParallelism(), config.device);
   if (config.spinning !== undefined) threads.spinning = config.spinning;
-  const { sessions, wide } = await openPlanned(bundle, config.device, config.interOpThreads, threads);
+  // On WebGPU the pool lives on the device (device-pool.ts); elsewhere in host memory.
+  const onDevice = config.device === 'webgpu';
+  const { sessions, wide } = await openPlanned(bundle, config.device, config.interOpThreads, threads, onDevice);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const contextTokens = Math.min(m.context_tokens, config.maxContextTokens > 0 ? config.maxContextTokens : m.context_tokens);
   const maxPositions = Math.floor(contextTokens / m.patch_size);
@@ -48,9 +51,12 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
     throw new Error(`kv cache budget ${config.kvCacheBytes} bytes holds fewer than 2 blocks of ${config.blockSize} positions ` +
       `(${blockBytes} bytes each); raise --kv-cache-bytes or lower --block-size`);
   }
-  const pool = new KvPool(geometry, blocks, config.blockSize);
+  const runtime = { device: config.device, intraOpThreads: threads.intraOpThreads, interOpThreads: config.interOpThreads, spinning: threads.spinning };
+  const pool = onDevice
+    ? await DeviceKvPool.create(geometry, blocks, config.blockSize, (model, deviceOutputs) => openBuiltGraph(model, { ...runtime, deviceOutputs }))
+    : new KvPool(geometry, blocks, config.blockSize);
   const blockManager = new BlockManager(blocks, config.blockSize);
-  const runner = new ModelRunner(m, sessions, pool, wide);
+  const runner = new ModelRunner(m, sessions, pool, wide, config.device);
   const engine = new Engine(m, runner, blockManager, tokenizer, {
     maxRunning: config.maxRunning,
     maxBatchedPositions: config.maxBatchedPositions,

@@ -2,9 +2,10 @@
 // requests, sampling or HTTP. Every call records the time spent inside onnxruntime.
 import ort from 'onnxruntime-node';
 import type { BundleManifest } from './bundle.js';
+import { DeviceKvPool } from './device-pool.js';
 import { floatArray, halfArray } from './float16.js';
 import type { KvArray, KvPool } from './kv-pool.js';
-import type { Sessions } from './sessions.js';
+import type { Device, Sessions } from './sessions.js';
 
 export type Stage = 'backbone' | 'head' | 'decoder';
 
@@ -39,18 +40,36 @@ export interface BackboneBatch {
 /** Positions (backbone) or samples (head, decoder) from which a call goes to the wide session: measured on 2 cores, docs/benchmarks.md "Threads". */
 export const WIDE_CALL_WORK = 32;
 
+/** Bytes between host and device (WebGPU); both stay 0 on the CPU. */
+export interface Transfer {
+  up: number;
+  down: number;
+}
+
+function tensorBytes(values: Iterable<ort.Tensor>): number {
+  let n = 0;
+  for (const t of values) if (t.location === 'cpu') n += (t.data as ArrayBufferView).byteLength;
+  return n;
+}
+
 export class ModelRunner {
   readonly clock = new StageClock();
+  readonly transfer: Transfer = { up: 0, down: 0 };
+  private readonly onDevice: boolean;
   private readonly half: boolean;
   private readonly backboneOutputs: string[];
 
   /**
    * `kv` may be left out by a caller that runs only the autoencoder graphs (they keep no cache).
    * `wide`: second sessions with more threads, used for calls of at least WIDE_CALL_WORK
-   * positions or samples (see threadPlan in sessions.ts).
+   * positions or samples (see threadPlan in sessions.ts). On WebGPU (`device`), the head's
+   * latents stay on the device (sessions.ts, deviceOutputs), and so do the backbone's new keys
+   * and values when the pool is a DeviceKvPool.
    */
-  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, readonly kv?: KvPool, private readonly wide: Sessions = {}) {
+  constructor(readonly manifest: BundleManifest, private readonly sessions: Sessions, readonly kv?: KvPool | DeviceKvPool,
+    private readonly wide: Sessions = {}, device: Device = 'cpu') {
     this.half = manifest.dtype === 'float16';
+    this.onDevice = device === 'webgpu';
     const first = manifest.kind === 'calm' ? 'hidden' : 'logits';
     this.backboneOutputs = [first];
     for (let i = 0; i < manifest.num_layers; i++) this.backboneOutputs.push(`new_key.${i}`, `new_value.${i}`);
@@ -72,24 +91,46 @@ export class ModelRunner {
     };
     if (m.kind === 'calm') feeds.chunk_ids = new ort.Tensor('int64', b.ids, [b.rows, b.newLen, m.patch_size]);
     else feeds.input_ids = new ort.Tensor('int64', b.ids, [b.rows, b.newLen]);
-    const dims = kv.dims;
-    for (let i = 0; i < m.num_layers; i++) {
-      feeds[`key_cache.${i}`] = new ort.Tensor(type, kv.keys[i]!, dims);
-      feeds[`value_cache.${i}`] = new ort.Tensor(type, kv.values[i]!, dims);
+    if (kv instanceof DeviceKvPool) Object.assign(feeds, kv.caches);
+    else {
+      for (let i = 0; i < m.num_layers; i++) {
+        feeds[`key_cache.${i}`] = new ort.Tensor(type, kv.keys[i]!, kv.dims);
+        feeds[`value_cache.${i}`] = new ort.Tensor(type, kv.values[i]!, kv.dims);
+      }
     }
     const t0 = performance.now();
     const out = await this.pick('backbone', b.rows * b.newLen).run(feeds, this.backboneOutputs);
     this.clock.add('backbone', performance.now() - t0);
-    for (let i = 0; i < m.num_layers; i++) {
-      kv.scatter(i, 'key', out[`new_key.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
-      kv.scatter(i, 'value', out[`new_value.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
+    this.count(feeds, out);
+    if (kv instanceof DeviceKvPool) {
+      try {
+        this.transfer.up += await kv.write(out, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
+      } finally {
+        for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
+      }
+    } else {
+      for (let i = 0; i < m.num_layers; i++) {
+        kv.scatter(i, 'key', out[`new_key.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
+        kv.scatter(i, 'value', out[`new_value.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
+      }
     }
     const main = out[this.backboneOutputs[0]!]!.data as Float32Array | Uint16Array;
     return main instanceof Uint16Array ? floatArray(main) : main;
   }
 
-  /** Energy head: `samples` latent vectors for each of `rows` hidden states; noise is [rows, samples, noise_size]. */
-  async head(hidden: Float32Array, rows: number, samples: number, noise: Float32Array): Promise<Float32Array | Uint16Array> {
+  /** Host <-> device bytes of one WebGPU call (inputs and outputs that are host tensors). */
+  private count(feeds: Record<string, ort.Tensor>, out: Record<string, ort.Tensor>): void {
+    if (!this.onDevice) return;
+    this.transfer.up += tensorBytes(Object.values(feeds));
+    this.transfer.down += tensorBytes(Object.values(out));
+  }
+
+  /**
+   * Energy head then decoder: `samples` chunks for each of `rows` hidden states (noise is
+   * [rows, samples, noise_size]); returns rows * samples chunks of K token ids. The latents
+   * between the two graphs stay on the device when there is one.
+   */
+  async draw(hidden: Float32Array, rows: number, samples: number, noise: Float32Array): Promise<BigInt64Array> {
     const m = this.manifest;
     const type = this.half ? 'float16' : 'float32';
     const feeds = {
@@ -99,7 +140,16 @@ export class ModelRunner {
     const t0 = performance.now();
     const out = await this.pick('head', rows * samples).run(feeds);
     this.clock.add('head', performance.now() - t0);
-    return out.latent!.data as Float32Array | Uint16Array;
+    this.count(feeds, out);
+    const latent = out.latent!;
+    try {
+      const dims = [rows * samples, m.latent_size!];
+      // A device tensor that owns its buffer cannot be reshaped; a view of the buffer can.
+      const flat = latent.location === 'gpu-buffer' ? ort.Tensor.fromGpuBuffer(latent.gpuBuffer, { dataType: latent.type as 'float32' | 'float16', dims }) : latent.reshape(dims);
+      return await this.decode(flat, rows * samples);
+    } finally {
+      if (latent.location === 'gpu-buffer') latent.dispose();
+    }
   }
 
   private pick(graph: 'backbone' | 'head' | 'decoder', work: number): ort.InferenceSession {
@@ -114,12 +164,17 @@ export class ModelRunner {
   }
 
   /** Decoder: n latent vectors -> n chunks of K token ids (argmax inside the graph). */
-  async decoder(latent: Float32Array | Uint16Array, n: number): Promise<BigInt64Array> {
+  decoder(latent: Float32Array | Uint16Array, n: number): Promise<BigInt64Array> {
     const m = this.manifest;
-    const type = this.half ? 'float16' : 'float32';
+    return this.decode(new ort.Tensor(this.half ? 'float16' : 'float32', latent, [n, m.latent_size!]), n);
+  }
+
+  private async decode(latent: ort.Tensor, n: number): Promise<BigInt64Array> {
     const t0 = performance.now();
-    const out = await this.pick('decoder', n).run({ latent: new ort.Tensor(type, latent, [n, m.latent_size!]) });
+    const feeds = { latent };
+    const out = await this.pick('decoder', n).run(feeds);
     this.clock.add('decoder', performance.now() - t0);
+    this.count(feeds, out);
     return out.token_ids!.data as BigInt64Array;
   }
 }

@@ -4,7 +4,13 @@ import ort from 'onnxruntime-node';
 import { type Bundle, BundleError, type GraphName, REQUIRED_FILES } from './bundle.js';
 import { graphSpec, signatureProblems, type ValueInfo } from './graphs.js';
 
-export type Device = 'cpu' | 'cuda';
+/** Where the graphs run: onnxruntime's CPU, CUDA or WebGPU execution provider. */
+export const DEVICES = ['cpu', 'cuda', 'webgpu'] as const;
+export type Device = (typeof DEVICES)[number];
+
+export function isDevice(value: string): value is Device {
+  return (DEVICES as readonly string[]).includes(value);
+}
 
 export interface RuntimeOptions {
   device: Device;
@@ -13,6 +19,8 @@ export interface RuntimeOptions {
   interOpThreads: number;
   /** let idle intra-op threads spin after a run (onnxruntime's default); off: they sleep at once */
   spinning?: boolean;
+  /** WebGPU: outputs kept on the device (the others are copied to the host) */
+  deviceOutputs?: readonly string[];
 }
 
 /**
@@ -32,7 +40,9 @@ export interface ThreadPlan {
   wideThreads: number;
 }
 
-export function threadPlan(requested: number, cores: number): ThreadPlan {
+export function threadPlan(requested: number, cores: number, device: Device = 'cpu'): ThreadPlan {
+  // On a GPU the CPU runs only the graphs' shape arithmetic: one thread, one session per graph.
+  if (device !== 'cpu') return { intraOpThreads: requested > 0 ? requested : 1, spinning: false, wideThreads: 0 };
   if (requested > 0) return { intraOpThreads: requested, spinning: false, wideThreads: 0 };
   return { intraOpThreads: 1, spinning: false, wideThreads: cores > 1 ? cores : 0 };
 }
@@ -60,19 +70,25 @@ const CUDA_HINT =
   '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` on a machine with CUDA 12 and cuDNN 9, ' +
   'or run with --device cpu (see README.md, "CUDA")';
 
-export async function openGraph(bundle: Bundle, graph: GraphName, opts: RuntimeOptions): Promise<ort.InferenceSession> {
-  const path = bundle.paths[graph];
-  if (!path) throw new BundleError(`model bundle ${bundle.dir}: no ${graph} graph`);
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: opts.device === 'cuda' ? ['cuda'] : ['cpu'],
+/** onnxruntime's options for a session on `opts.device`. */
+export function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.SessionOptions {
+  const deviceOutputs = opts.deviceOutputs ?? [];
+  return {
+    executionProviders: [opts.device],
     graphOptimizationLevel: 'all',
     ...(opts.intraOpThreads > 0 ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.interOpThreads > 0 ? { interOpNumThreads: opts.interOpThreads } : {}),
     ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
+    ...(deviceOutputs.length > 0 ? { preferredOutputLocation: Object.fromEntries(deviceOutputs.map((n) => [n, 'gpu-buffer' as const])) } : {}),
   };
+}
+
+export async function openGraph(bundle: Bundle, graph: GraphName, opts: RuntimeOptions): Promise<ort.InferenceSession> {
+  const path = bundle.paths[graph];
+  if (!path) throw new BundleError(`model bundle ${bundle.dir}: no ${graph} graph`);
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(path, sessionOptions);
+    session = await ort.InferenceSession.create(path, sessionOptions(opts));
   } catch (err) {
     const message = (err as Error).message;
     if (opts.device === 'cuda' && /cuda|provider|libcu/i.test(message)) throw new BundleError(`${CUDA_HINT} (${message})`);
@@ -86,23 +102,36 @@ export async function openGraph(bundle: Bundle, graph: GraphName, opts: RuntimeO
   return session;
 }
 
-/** Opens the graphs the bundle's kind needs (all but the encoder unless `withEncoder`). */
-export async function openSessions(bundle: Bundle, opts: RuntimeOptions, withEncoder = false): Promise<Sessions> {
+/**
+ * Outputs a graph keeps on a WebGPU device: the head's latents go straight into the decoder,
+ * and with a device pool the backbone's new keys and values go straight into the pool.
+ */
+function deviceOutputs(bundle: Bundle, graph: GraphName, device: Device, devicePool: boolean): string[] {
+  if (device !== 'webgpu') return [];
+  if (graph === 'head') return ['latent'];
+  if (graph !== 'backbone' || !devicePool) return [];
+  const names: string[] = [];
+  for (let i = 0; i < bundle.manifest.num_layers; i++) names.push(`new_key.${i}`, `new_value.${i}`);
+  return names;
+}
+
+/** Opens the graphs the bundle's kind needs (all but the encoder unless `withEncoder`); `devicePool`: see deviceOutputs. */
+export async function openSessions(bundle: Bundle, opts: RuntimeOptions, withEncoder = false, devicePool = false): Promise<Sessions> {
   const sessions: Sessions = {};
   for (const key of REQUIRED_FILES[bundle.manifest.kind]) {
     if (key === 'tokenizer' || (key === 'encoder' && !withEncoder)) continue;
-    sessions[key] = await openGraph(bundle, key, opts);
+    sessions[key] = await openGraph(bundle, key, { ...opts, deviceOutputs: deviceOutputs(bundle, key, opts.device, devicePool) });
   }
   return sessions;
 }
 
 /** The sessions a plan asks for: one per graph, and a wide one for each graph small enough (see ThreadPlan). */
-export async function openPlanned(bundle: Bundle, device: Device, interOpThreads: number, plan: ThreadPlan): Promise<{ sessions: Sessions; wide: Sessions }> {
+export async function openPlanned(bundle: Bundle, device: Device, interOpThreads: number, plan: ThreadPlan, devicePool = false): Promise<{ sessions: Sessions; wide: Sessions }> {
   const sessions: Sessions = {};
   const wide: Sessions = {};
   for (const key of REQUIRED_FILES[bundle.manifest.kind]) {
     if (key === 'tokenizer' || key === 'encoder') continue;
-    const narrow = { device, interOpThreads, intraOpThreads: plan.intraOpThreads, spinning: plan.spinning };
+    const narrow = { device, interOpThreads, intraOpThreads: plan.intraOpThreads, spinning: plan.spinning, deviceOutputs: deviceOutputs(bundle, key, device, devicePool) };
     const all = { ...narrow, intraOpThreads: plan.wideThreads };
     if (plan.wideThreads === 0) sessions[key] = await openGraph(bundle, key, narrow);
     // A big graph is one session on every core: its every call is large arithmetic.
@@ -113,4 +142,9 @@ export async function openPlanned(bundle: Bundle, device: Device, interOpThreads
     }
   }
   return { sessions, wide };
+}
+
+/** Opens a graph built at run time (device-pool.ts) on `opts.device`. */
+export function openBuiltGraph(model: Uint8Array, opts: RuntimeOptions): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, sessionOptions(opts));
 }
