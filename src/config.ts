@@ -14,6 +14,8 @@ export interface ServerConfig extends EngineConfig {
   /** allowed CORS origins ('*' for any); empty: CORS off */
   corsOrigins: string[];
   requestTimeoutMs: number;
+  /** a client must send its whole request, headers and body, within this (408 otherwise) */
+  readTimeoutMs: number;
   bodyLimitBytes: number;
   drainGraceMs: number;
   /** /health fails when the engine loop has shown no sign of life for this long */
@@ -63,6 +65,7 @@ export const OPTIONS: Option[] = [
   { key: 'apiKeys', flag: 'api-keys-file', kind: 'string', help: 'file with one API key per line (added to --api-keys)' },
   { key: 'corsOrigins', flag: 'cors-origins', kind: 'list', help: "comma-separated allowed origins, '*' for any (none: CORS off)" },
   { key: 'requestTimeoutMs', flag: 'request-timeout-ms', kind: 'int', help: 'a generation running longer is cancelled (0: no timeout)' },
+  { key: 'readTimeoutMs', flag: 'read-timeout-ms', kind: 'int', help: 'a client must send its whole request (headers and body) within this; 408 otherwise (a slow or stalled upload)' },
   { key: 'bodyLimitBytes', flag: 'body-limit', kind: 'bytes', help: 'largest request body' },
   { key: 'drainGraceMs', flag: 'drain-grace-ms', kind: 'int', help: 'on SIGTERM, how long running requests may finish' },
   { key: 'healthStallMs', flag: 'health-stall-ms', kind: 'int', help: '/health fails when the engine loop is stuck this long' },
@@ -79,6 +82,7 @@ export const SERVER_DEFAULTS: ServerConfig = {
   apiKeys: [],
   corsOrigins: [],
   requestTimeoutMs: 600_000,
+  readTimeoutMs: 30_000,
   bodyLimitBytes: 1 << 20,
   drainGraceMs: 30_000,
   healthStallMs: 30_000,
@@ -164,7 +168,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (config.port > 65535) throw new ConfigError(`port must be at most 65535, got ${config.port}`);
   for (const [flag, value] of [['max-running', config.maxRunning], ['block-size', config.blockSize], ['max-prefill-positions', config.maxPrefillPositions],
     ['pool-size', config.defaultPoolSize], ['max-pool-size', config.maxPoolSize], ['max-step-draws', config.maxStepDraws], ['max-n', config.maxN],
-    ['exact-max-draws', config.exactMaxDraws]] as const) {
+    ['exact-max-draws', config.exactMaxDraws], ['read-timeout-ms', config.readTimeoutMs]] as const) {
     if (value < 1) throw new ConfigError(`${flag} must be at least 1`);
   }
   if (config.maxBatchedPositions < config.maxRunning) {

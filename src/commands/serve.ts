@@ -33,7 +33,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
       onEngineDeath: () => setTimeout(() => process.exit(1), FLUSH_MS),
     });
   } catch (err) {
-    console.error(`calm serve: cannot start on ${config.host}:${config.port}: ${(err as Error).message}`);
+    console.error(`calm serve: ${(err as Error).message}`);
     return 1;
   }
   const running = server;

@@ -5,6 +5,7 @@ import type { DoneEvent, EngineRequest } from '../engine/types.js';
 import type { ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
+import { logCompletion, markLogged } from './logging.js';
 import { type CompletionParams, engineRequests, parseCompletion } from './request.js';
 import { STREAM_DEFAULTS } from './stream-ws.js';
 
@@ -81,7 +82,7 @@ async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
     }),
     usage: usage(choices, params.n),
   };
-  logDone(ctx, req, choices, params);
+  logDone(ctx, req, id, choices, params);
   return body;
 }
 
@@ -140,23 +141,18 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
   if (params.includeUsage) send({ ...base, choices: [], usage: usage(choices, params.n) });
   send('[DONE]');
   reply.raw.end();
-  logDone(ctx, req, choices, params);
+  logDone(ctx, req, id, choices, params);
 }
 
-function logDone(ctx: ServerContext, req: FastifyRequest, choices: Choice[], params: CompletionParams): void {
-  const done = choices.map((c) => c.result).filter((r): r is DoneEvent => r !== null && !(r instanceof ApiError));
-  req.log.info({
-    completion: {
-      choices: choices.length,
-      prompt_tokens: usage(choices, params.n).prompt_tokens,
-      completion_tokens: done.reduce((n, r) => n + r.usage.completionTokens, 0),
-      finish: done.map((r) => r.finishReason),
-      queue_ms: Math.round(Math.max(0, ...done.map((r) => r.queueMs))),
-      total_ms: Math.round(Math.max(0, ...done.map((r) => r.totalMs))),
-      cached_prompt_positions: done.reduce((n, r) => n + r.cachedPositions, 0),
-      preemptions: done.reduce((n, r) => n + r.preemptions, 0),
-      stream: params.stream,
-      ...(ctx.config.logPrompts ? { text: choices.map((c) => c.text) } : {}),
-    },
-  }, 'completion finished');
+/** The completion's one log line, in place of the request's (every choice has its result by now). */
+function logDone(ctx: ServerContext, req: FastifyRequest, id: string, choices: Choice[], params: CompletionParams): void {
+  markLogged(req);
+  logCompletion(req.log, {
+    id,
+    model: ctx.served.id,
+    transport: params.stream ? 'sse' : 'http',
+    results: choices.map((c) => c.result!),
+    promptTokens: usage(choices, params.n).prompt_tokens,
+    ...(ctx.config.logPrompts ? { texts: choices.map((c) => c.text) } : {}),
+  });
 }

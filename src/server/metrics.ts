@@ -318,8 +318,8 @@ export class Metrics implements RequestMetrics {
 /** `GET /metrics` in the Prometheus text format. Not authenticated (the auth hook exempts it). */
 export function registerMetricsRoute(app: FastifyInstance, ctx: ServerContext, metrics: Metrics): void {
   metrics.watchAdmission(ctx.admission);
-  // Scrapes come every few seconds: log them only at warn and above.
-  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) => {
+  // (its scrapes log at debug, like the probes: logging.ts)
+  app.get('/metrics', async (_request, reply) => {
     const { contentType, body } = await metrics.render();
     return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
   });

@@ -27,6 +27,12 @@ export interface ServerHooks {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Whether a listen address is reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
+}
+
 /** The end of the grace kept for cancelling and closing: a fifth of it, 1 to 3 s. */
 function closingMs(graceMs: number): number {
   return Math.min(3000, Math.max(1000, Math.floor(graceMs / 5)));
@@ -44,7 +50,12 @@ async function within(ms: number, work: Promise<unknown>): Promise<void> {
 }
 
 export async function startServer(config: ServerConfig, hooks: ServerHooks = {}): Promise<RunningServer> {
-  const engine = await EngineClient.start(config);
+  let engine: EngineClient;
+  try {
+    engine = await EngineClient.start(config);
+  } catch (err) {
+    throw new Error(`cannot load the model bundle ${config.modelDir}: ${(err as Error).message}`, { cause: err });
+  }
   const info = engine.info;
   const served = { id: config.modelName || info.model, kind: info.kind };
   const admission: Admission = { inflight: 0, draining: false, live: new Set() };
@@ -67,7 +78,7 @@ export async function startServer(config: ServerConfig, hooks: ServerHooks = {})
   } catch (err) {
     // The engine thread would keep the process alive: a server that cannot listen must exit.
     await engine.close(1000);
-    throw err;
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`, { cause: err });
   }
   engine.onDeath((reason) => {
     app.log.fatal({ reason }, 'the engine thread died: failing every pending request and exiting so that the server is restarted');
@@ -78,6 +89,11 @@ export async function startServer(config: ServerConfig, hooks: ServerHooks = {})
     context_tokens: info.contextTokens, max_running: info.maxRunning, kv_cache_bytes: info.kvCacheBytes, kv_blocks: info.blocks,
     block_size: info.blockSize, load_ms: Math.round(info.loadMs), auth: config.apiKeys.length > 0, cors: config.corsOrigins,
   }, `calm-serve: ${info.kind} model ${served.id} on ${info.device}, listening on ${address}`);
+  if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
+    app.log.warn({ host: config.host },
+      `no API keys: anyone who can reach ${config.host}:${config.port} can use the model. Set --api-keys (CALM_API_KEYS) or ` +
+      '--api-keys-file, or listen on 127.0.0.1 (--host) where nothing outside this machine needs the server');
+  }
   let draining: Promise<void> | null = null;
   const drain = () => {
     draining ??= (async () => {

@@ -5,12 +5,13 @@
 // everything it started. Requests are validated exactly as POST /v1/completions validates them.
 import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { DoneEvent } from '../engine/types.js';
 import type { ServerContext } from './context.js';
-import { ApiError, invalidRequest, serverError } from './errors.js';
+import { ApiError, badHandshake, invalidRequest, notUpgradable, serverError, upgradeRequired } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
+import { logCompletion, redactUrl } from './logging.js';
 import { engineRequests, parseCompletion } from './request.js';
 
 export const STREAM_PATH = '/v1/stream';
@@ -97,7 +98,35 @@ const PROTOCOL_FIELDS = ['type', 'id', 'stream', 'stream_options'];
  */
 export async function registerStreamRoute(app: FastifyInstance, ctx: ServerContext, options: StreamRouteOptions = {}): Promise<void> {
   const opts = { ...STREAM_DEFAULTS, maxPayload: ctx.config.bodyLimitBytes || STREAM_DEFAULTS.maxPayload, ...options };
-  await app.register(websocket, { options: { maxPayload: opts.maxPayload } });
+  await app.register(websocket, {
+    options: { maxPayload: opts.maxPayload },
+    // ws reports a client's protocol violations (a frame over maxPayload, invalid UTF-8) as
+    // errors with a WS_ERR_ code after it has started the close handshake with the matching
+    // status (1009, 1007): the client's mistake, logged without a stack, and the close is left
+    // to finish. Anything else is unexpected.
+    errorHandler: (err, socket, request) => {
+      const code = (err as Error & { code?: string }).code;
+      if (code?.startsWith('WS_ERR_')) {
+        request.log.info({ code, reason: err.message }, 'websocket client broke the protocol; closing');
+        return;
+      }
+      request.log.error({ err }, 'websocket failed');
+      socket.terminate();
+    },
+  });
+  // ws refuses a bad handshake (a missing key, an unknown version...) with a text/html answer of
+  // its own unless someone listens here: answer in the API's error shape instead.
+  app.websocketServer.on('wsClientError', (err: Error, socket: Socket, req: { url?: string }) => {
+    const api = badHandshake(err.message.charAt(0).toLowerCase() + err.message.slice(1));
+    app.log.info({ url: redactUrl(req.url ?? ''), code: api.code, reason: err.message }, 'refused a websocket handshake');
+    if (socket.writable) socket.end(api.rawResponse());
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+  // Only this route upgrades: elsewhere @fastify/websocket would accept the socket and drop it.
+  app.addHook('onRequest', async (request) => {
+    const route = request.routeOptions.url;
+    if (request.ws && route !== undefined && route !== STREAM_PATH) throw notUpgradable(route, STREAM_PATH);
+  });
   // An upgrade refused with an HTTP response (401 from the auth hook, 429, 404...) must close its
   // socket: Node detached it from the HTTP parser, so nothing else will. @fastify/websocket does
   // it only when its own onRequest hook ran, which a hook registered before it (authentication)
@@ -147,7 +176,7 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
 
   let socketSeq = 0;
 
-  app.get(STREAM_PATH, { websocket: true }, (socket, request) => {
+  const onSocket = (socket: WebSocket, request: FastifyRequest): void => {
     // Engine ids are unique server-wide: socket number, generation number, then the client's id.
     const prefix = `ws-${++socketSeq}`;
     let generationSeq = 0;
@@ -170,9 +199,10 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
       const body: Record<string, unknown> = { ...msg };
       for (const key of PROTOCOL_FIELDS) delete body[key];
       let requests;
+      let params;
       try {
         admit(ctx.generation, 1);
-        const params = parseCompletion(body, ctx.served, ctx.config.maxN);
+        params = parseCompletion(body, ctx.served, ctx.config.maxN);
         if (params.echo) throw invalidRequest('echo is not supported on the WebSocket stream: the client has its prompt', 'echo', 'unsupported_parameter');
         requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`, ctx.engine.input, ctx.generation.capacity);
         admit(ctx.generation, requests.length);
@@ -180,6 +210,9 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
         ctx.metrics.refused();
         throw err;
       }
+      const engineId = requests[0]!.id.replace(/-0$/, '');
+      const results: (DoneEvent | ApiError)[] = [];
+      const promptTokens = (n: number) => results.reduce((sum, r, i) => (i % n === 0 && !(r instanceof ApiError) ? sum + r.usage.promptTokens : sum), 0);
       const entry: Live = { generations: [], open: requests.length };
       live.set(id, entry);
       requests.forEach((req, index) => {
@@ -202,7 +235,10 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
               seed: result.seed,
             });
           }
-          if (--entry.open === 0 && live.get(id) === entry) live.delete(id);
+          results[index] = result;
+          if (--entry.open > 0) return;
+          if (live.get(id) === entry) live.delete(id);
+          logCompletion(request.log, { id: engineId, model: ctx.served.id, transport: 'websocket', results, promptTokens: promptTokens(params.n) });
         });
       });
     };
@@ -268,5 +304,15 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
       live.clear();
       request.log.debug({ cancelled }, 'websocket closed');
     });
+  };
+
+  app.route({
+    method: 'GET',
+    url: STREAM_PATH,
+    // A plain GET (no Upgrade): say what this endpoint is, in the API's error shape.
+    handler: async () => {
+      throw upgradeRequired(STREAM_PATH);
+    },
+    wsHandler: onSocket,
   });
 }

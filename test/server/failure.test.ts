@@ -58,7 +58,7 @@ test('a port that cannot be bound exits 1 at once with the reason', async () => 
     const started = Date.now();
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     assert.equal(code, 1);
-    assert.match(err, /cannot start on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    assert.match(err, /calm serve: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
     assert.ok(Date.now() - started < 20_000);
   } finally {
     blocker.close();
