@@ -75,4 +75,5 @@ test('SIGTERM with no grace: running requests are cancelled and answered, and th
   assert.equal(r.json().choices[0].finish_reason, 'cancelled');
   const { code } = await server.exited;
   assert.equal(code, 0, server.log());
+  assert.doesNotMatch(server.log(), /no API keys/, 'no warning on loopback');
 });
