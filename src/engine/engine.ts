@@ -45,6 +45,9 @@ export interface StepTiming {
   /** CALM: energy-head samples drawn, and exact-sampler steps that hit their draw budget */
   draws: number;
   fallbacks: number;
+  /** host -> device and device -> host bytes of the step's model calls (WebGPU; 0 on the CPU) */
+  uploadBytes: number;
+  downloadBytes: number;
 }
 
 /** What the engine reports after each step (and after a submission or cancel that ended a request at once). */
@@ -151,6 +154,7 @@ export class Engine {
   async step(): Promise<boolean> {
     const start = performance.now();
     this.runner.clock.reset();
+    const { up: up0, down: down0 } = this.runner.transfer;
     const events: EngineEvent[] = [];
     for (const seq of [...this.scheduler.running]) if (seq.cancelled) events.push(this.end(seq, 'cancelled'));
     let plan: StepPlan | null = null;
@@ -182,6 +186,8 @@ export class Engine {
           sampled: result.sampled.length,
           draws: result.draws,
           fallbacks: result.fallbacks,
+          uploadBytes: this.runner.transfer.up - up0,
+          downloadBytes: this.runner.transfer.down - down0,
         };
         this.steps++;
       }

@@ -6,6 +6,7 @@ import { bytesPerPosition, KvPool } from '../model/kv-pool.js';
 import { ModelRunner } from '../model/runner.js';
 import { openBuiltGraph, openPlanned, threadPlan } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
+import { describeAdapter, probeWebGpu } from '../model/webgpu.js';
 import { BlockManager } from './block-manager.js';
 import type { EngineConfig } from './config.js';
 import { Engine, type StepReport } from './engine.js';
@@ -15,6 +16,8 @@ export interface EngineInfo {
   model: string;
   kind: 'calm' | 'ar';
   device: string;
+  /** WebGPU: the adapter (src/model/webgpu.ts); null on other devices */
+  adapter: string | null;
   /** onnxruntime threads per graph, and of the second sessions for large calls (0: none) */
   threads: number;
   wideThreads: number;
@@ -40,6 +43,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   if (config.spinning !== undefined) threads.spinning = config.spinning;
   // On WebGPU the pool lives on the device (device-pool.ts); elsewhere in host memory.
   const onDevice = config.device === 'webgpu';
+  const adapter = onDevice ? describeAdapter(await probeWebGpu()) : null;
   const { sessions, wide } = await openPlanned(bundle, config.device, config.interOpThreads, threads, onDevice);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const contextTokens = Math.min(m.context_tokens, config.maxContextTokens > 0 ? config.maxContextTokens : m.context_tokens);
@@ -68,7 +72,7 @@ export async function createEngine(config: EngineConfig, report: (r: StepReport)
   }, report);
   const reserve = engine.scheduler.reserveBlocks;
   const info: EngineInfo = {
-    model: m.name, kind: m.kind, device: config.device, threads: threads.intraOpThreads, wideThreads: Object.keys(wide).length > 0 ? threads.wideThreads : 0, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
+    model: m.name, kind: m.kind, device: config.device, adapter, threads: threads.intraOpThreads, wideThreads: Object.keys(wide).length > 0 ? threads.wideThreads : 0, dtype: m.dtype, patchSize: m.patch_size, contextTokens: maxPositions * m.patch_size,
     maxRunning: config.maxRunning, blocks, blockSize: config.blockSize, kvCacheBytes: pool.bytes, loadMs: performance.now() - t0,
     input: {
       kind: m.kind, patchSize: m.patch_size, vocabSize: m.vocab_size, pad: m.special_tokens.pad, bos: m.special_tokens.bos, addBos: m.add_bos,

@@ -76,6 +76,9 @@ export function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.Sessi
   return {
     executionProviders: [opts.device],
     graphOptimizationLevel: 'all',
+    // errors only: its warnings are about placement choices it makes itself (shape arithmetic on
+    // the CPU beside a GPU) and initializers it removes, nothing a user can act on
+    logSeverityLevel: 3,
     ...(opts.intraOpThreads > 0 ? { intraOpNumThreads: opts.intraOpThreads } : {}),
     ...(opts.interOpThreads > 0 ? { interOpNumThreads: opts.interOpThreads } : {}),
     ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),

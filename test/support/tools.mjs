@@ -19,6 +19,11 @@ export const TOOLS = {
     probe: [process.env.CALM_PYTHON ?? '/usr/bin/python3', '-c', 'import torch, onnx, numpy, pytest, regex'],
     install: 'apt-get install -y --no-install-recommends python3-torch python3-onnx python3-numpy python3-pytest python3-regex libopenblas0-pthread',
   },
+  webgpu: {
+    name: 'webgpu',
+    probe: [process.execPath, '--import', 'tsx', 'test/support/webgpu-probe.ts'],
+    install: 'a Vulkan driver for onnxruntime\'s WebGPU provider; without a GPU, Mesa 25\'s lavapipe (Debian bookworm: add the bookworm-backports source, then apt-get install -y -t bookworm-backports mesa-vulkan-drivers)',
+  },
   curl: { name: 'curl', probe: ['curl', '--version'], install: 'apt-get install -y --no-install-recommends curl' },
   docker: { name: 'docker', probe: ['docker', 'version'], install: 'a Docker engine (https://docs.docker.com/engine/install/)' },
   kubectl: { name: 'kubectl', probe: ['kubectl', 'version', '--request-timeout=5s'], install: 'kubectl with a reachable cluster (https://kubernetes.io/docs/tasks/tools/)' },
