@@ -55,6 +55,7 @@ export class Metrics implements RequestMetrics {
   private readonly stepsTotal: Counter;
   private readonly drawsTotal: Counter;
   private readonly fallbacksTotal: Counter;
+  private readonly transferBytes: Counter<'direction'>;
   private readonly drawsPerStep: Histogram;
 
   constructor(private readonly engine: EngineClient, readonly modelName: string, options: MetricsOptions = {}) {
@@ -239,6 +240,14 @@ export class Metrics implements RequestMetrics {
         'or no chunk of the batch pool occurred floor(1/T) times (the cascade fell to a lower level).',
       registers,
     });
+    this.transferBytes = new Counter({
+      name: 'calm_device_transfer_bytes_total',
+      help: 'Bytes copied between host and device by the model calls (direction upload: host to device, download: device to host); 0 on the CPU.',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.transferBytes.inc({ direction: 'upload' }, 0);
+    this.transferBytes.inc({ direction: 'download' }, 0);
     this.drawsPerStep = new Histogram({
       name: 'calm_sampler_draws_per_step',
       help: 'Energy-head samples drawn in one engine step (steps that drew none are not recorded).',
@@ -307,6 +316,8 @@ export class Metrics implements RequestMetrics {
       this.drawsPerStep.observe(t.draws);
     }
     if (t.fallbacks > 0) this.fallbacksTotal.inc(t.fallbacks);
+    if (t.uploadBytes > 0) this.transferBytes.inc({ direction: 'upload' }, t.uploadBytes);
+    if (t.downloadBytes > 0) this.transferBytes.inc({ direction: 'download' }, t.downloadBytes);
   }
 
   /** The exposition for a scrape. */
