@@ -8,9 +8,11 @@
 //     admission           how many 128-token requests run at once under the default KV budget
 //     prefix              time to first chunk of n = 8 choices of one prompt against n = 1
 //     memory              the process's RSS and heap over 10,000 short requests (the engine alone)
+//     transfer            --device webgpu: host <-> device bytes of a decode step at 256 and 2,048 positions of context
 //     sampler-rates       T < 1 on the shipped model: how often each sampler reaches its temperature
 //                         (the batch pool has a chunk repeated floor(1/T) times; the exact sampler decides
 //                         within its draw budget), draws and time per chunk
+//   --device cpu|webgpu   where the graphs run (webgpu: the KV pool on the device; src/model/device-pool.ts)
 //   --config JSON         engine settings to override (e.g. '{"maxPrefillPositions": 32}')
 //   --calm DIR, --ar DIR  the bundles of the throughput table (default: the shipped ones), e.g. the
 //                         random-weight CALM-M and its same-backbone token model (calmtk.random_bundle)
@@ -23,7 +25,7 @@ import { createEngine } from '../engine/setup.js';
 import type { GenerateRequest } from '../engine/types.js';
 import { loadBundle } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
-import { openSessions } from '../model/sessions.js';
+import { DEVICES, isDevice, openSessions } from '../model/sessions.js';
 import { DEFAULT_AR_MODEL_DIR, DEFAULT_MODEL_DIR } from '../model/defaults.js';
 
 interface Scenario {
@@ -42,6 +44,8 @@ interface Row {
   onnxShare: number;
   jsShare: number;
   msPerStep: Record<'backbone' | 'head' | 'decoder' | 'sampler' | 'other', number>;
+  /** host -> device and device -> host KB per step (0 on the CPU) */
+  kbPerStep: { up: number; down: number };
   /** weight multiply-accumulates per output token (manifest "macs"; attention's own left out), and the rate achieved */
   mmacPerToken: number;
   gmacPerSecond: number;
@@ -147,18 +151,20 @@ async function measure(s: Scenario, concurrency: number, maxTokens: number, thre
       backbone: per(sum((t) => t.backboneMs)), head: per(sum((t) => t.headMs)), decoder: per(sum((t) => t.decoderMs)),
       sampler: per(sum((t) => t.samplerMs)), other: per(total - onnx - sum((t) => t.samplerMs)),
     },
+    kbPerStep: { up: per(sum((t) => t.uploadBytes)) / 1024, down: per(sum((t) => t.downloadBytes)) / 1024 },
     mmacPerToken: totalMacs / tokens / 1e6,
     gmacPerSecond: totalMacs / seconds / 1e9,
   };
 }
 
 function table(rows: Row[]): string {
-  const head = '| scenario | concurrency | output tok/s | steps | ms/step backbone | head | decoder | sampler (JS) | other JS | onnxruntime share | JS share | MMAC/token | GMAC/s |';
-  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
+  const head = '| scenario | concurrency | output tok/s | steps | ms/step backbone | head | decoder | sampler (JS) | other JS | onnxruntime share | JS share | KB/step up / down | MMAC/token | GMAC/s |';
+  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = rows.map((r) => {
     const m = r.msPerStep;
     return `| ${r.scenario} | ${r.concurrency} | ${r.tokensPerSecond.toFixed(1)} | ${r.steps} | ${m.backbone.toFixed(2)} | ${m.head.toFixed(2)} | ` +
       `${m.decoder.toFixed(2)} | ${m.sampler.toFixed(2)} | ${m.other.toFixed(2)} | ${(100 * r.onnxShare).toFixed(1)} % | ${(100 * r.jsShare).toFixed(1)} % | ` +
+      `${r.kbPerStep.up.toFixed(2)} / ${r.kbPerStep.down.toFixed(2)} | ` +
       `${r.mmacPerToken.toFixed(2)} | ${r.gmacPerSecond.toFixed(2)} |`;
   });
   return [head, sep, ...lines].join('\n');
@@ -181,6 +187,23 @@ const longPrompt = (tokens: number) => Array.from({ length: tokens }, (_, i) => 
 
 async function scenario(name: string, threads: number): Promise<Record<string, unknown>> {
   switch (name) {
+    case 'transfer': {
+      const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
+      const k = b.input.limits.patchSize;
+      const out: Record<string, unknown> = { scenario: name, device: Bench.base.device ?? 'cpu' };
+      for (const positions of [256, 2048]) {
+        // a prompt that leaves room for 8 chunks of output within the context
+        b.submit({ id: `ctx${positions}`, prompt: longPrompt((positions - 9) * k), maxTokens: 8 * k, temperature: 1, seed: 1 });
+        const from = b.steps.length;
+        await b.until([`ctx${positions}`]);
+        const decode = b.steps.slice(from).filter((t) => t.positions === 1);
+        out[`bytes_per_decode_step_at_${positions}`] = median(decode.map((t) => t.uploadBytes + t.downloadBytes));
+        out[`up_at_${positions}`] = median(decode.map((t) => t.uploadBytes));
+        out[`down_at_${positions}`] = median(decode.map((t) => t.downloadBytes));
+        out[`step_ms_at_${positions}`] = median(decode.map((t) => t.totalMs));
+      }
+      return out;
+    }
     case 'after-long': {
       const b = await Bench.create(DEFAULT_MODEL_DIR, threads);
       await warm(b);
@@ -322,11 +345,14 @@ async function main(): Promise<void> {
       json: { type: 'boolean', default: false },
       config: { type: 'string' },
       calm: { type: 'string', default: DEFAULT_MODEL_DIR },
+      device: { type: 'string', default: 'cpu' },
       ar: { type: 'string', default: DEFAULT_AR_MODEL_DIR },
     },
   });
   const threads = Number(values.threads);
   if (values.config) Bench.base = JSON.parse(values.config) as Partial<EngineConfig>;
+  if (!isDevice(values.device)) throw new Error(`--device must be one of ${DEVICES.join(', ')}, got ${values.device}`);
+  Bench.base.device = values.device;
   if (values.scenario) {
     const names = values.scenario.flatMap((s) => s.split(','));
     const all = names.includes('all') ? ['after-long', 'prefill-burst', 'large-pool', 'admission', 'prefix', 'memory', 'sampler-rates'] : names;
