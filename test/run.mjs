@@ -27,7 +27,8 @@ function run(cmd, args, env = {}) {
 
 const results = [];
 if (!only || only === 'ts') {
-  results.push(['typecheck', run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit'])]);
+  // Emitting dist/ (not --noEmit): the README's examples run `npx calm`, which runs dist/cli.js.
+  results.push(['typecheck and build', run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'])]);
   const files = findTests(join(root, 'test')).sort();
   results.push(['typescript', run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files])]);
 }

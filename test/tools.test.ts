@@ -38,9 +38,12 @@ test('npm test skips the pytest suite without PyTorch, and fails it where CI req
 test('CI installs and requires every tool it names', () => {
   const ci = readFileSync(new URL('../.ci/run', import.meta.url), 'utf8');
   const names = /^export CALM_REQUIRE_TOOLS=(\S+)$/m.exec(ci)?.[1]?.split(',') ?? [];
-  assert.deepEqual([...names].sort(), ['curl', 'promtool', 'torch']);
+  for (const name of ['torch', 'promtool', 'curl']) assert.ok(names.includes(name), `CI requires ${name}`);
+  const apt = 'apt-get install -y --no-install-recommends ';
   for (const name of names) {
     const tool = TOOLS[name as keyof typeof TOOLS];
-    for (const pkg of tool.install.replace(/^apt-get install -y --no-install-recommends /, '').split(' ')) assert.match(ci, new RegExp(`\\b${pkg}\\b`), `.ci/run installs ${pkg} for ${name}`);
+    assert.ok(tool, `CALM_REQUIRE_TOOLS names ${name}, which test/support/tools.mjs does not know`);
+    if (!tool.install.startsWith(apt)) continue;
+    for (const pkg of tool.install.slice(apt.length).split(' ')) assert.match(ci, new RegExp(`\\b${pkg}\\b`), `.ci/run installs ${pkg} for ${name}`);
   }
 });
