@@ -2,9 +2,13 @@
 // that wedges during a drain, and a port that cannot be bound.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { request } from 'undici';
+import { DEFAULT_MODEL_DIR } from '../../src/model/defaults.js';
 import { spawnServer } from './support.js';
 
 const POISON = 4000;
@@ -62,6 +66,22 @@ test('a port that cannot be bound exits 1 at once with the reason', async () => 
     assert.ok(Date.now() - started < 20_000);
   } finally {
     blocker.close();
+  }
+});
+
+test('a bundle whose tokenizer cannot be read: exit 1 with a message naming the bundle', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'calm-bad-tokenizer-'));
+  try {
+    for (const f of readdirSync(DEFAULT_MODEL_DIR)) if (f !== 'tokenizer.json') symlinkSync(join(DEFAULT_MODEL_DIR, f), join(dir, f));
+    writeFileSync(join(dir, 'tokenizer.json'), '{"version": "1.0", "model": {');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--host', '127.0.0.1', '--port', '0', '--model', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 1);
+    assert.ok(err.startsWith(`calm serve: cannot load the model bundle ${dir}: `), err);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
