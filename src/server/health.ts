@@ -2,6 +2,8 @@
 // down). GET /ready: the model is loaded and the server is not draining.
 import type { FastifyInstance } from 'fastify';
 import type { ServerContext } from './context.js';
+import { draining } from './errors.js';
+import { recordFailure } from './logging.js';
 
 export function registerHealth(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/health', async (_req, reply) => {
@@ -12,8 +14,11 @@ export function registerHealth(app: FastifyInstance, ctx: ServerContext): void {
     }
     return { status: 'ok', heartbeat_age_s: age / 1000 };
   });
-  app.get('/ready', async (_req, reply) => {
-    if (ctx.admission.draining) return reply.code(503).send({ status: 'draining' });
+  app.get('/ready', async (req, reply) => {
+    if (ctx.admission.draining) {
+      recordFailure(req, draining());
+      return reply.code(503).send({ status: 'draining' });
+    }
     if (!ctx.engine.alive) return reply.code(503).send({ status: 'engine thread has exited' });
     return { status: 'ready', model: ctx.served.id };
   });

@@ -65,7 +65,10 @@ export function registerRequestLog(app: FastifyInstance): void {
     if (!logged.has(req)) {
       const status = reply.statusCode;
       const failure = failures.get(req);
-      const level = QUIET_PATHS.has(pathOf(req.url)) && status < 500 ? 'debug' : levelFor(status, failure?.api.code ?? null);
+      const code = failure?.api.code ?? null;
+      // A probe says at debug what it says every few seconds; a failing one (the engine stuck or
+      // gone) at its level, except readiness turned off by a drain, which is the plan.
+      const level = QUIET_PATHS.has(pathOf(req.url)) && (status < 500 || code === 'draining') ? 'debug' : levelFor(status, code);
       req.log[level]({
         method: req.method,
         url: redactUrl(req.url),

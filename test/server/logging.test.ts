@@ -59,6 +59,7 @@ test('a server listening beyond loopback without keys warns, and logs one line p
   const running = post(url, { model, prompt: 'x', max_tokens: 2000, ignore_eos: true }, 'log-running');
   await new Promise((r) => setTimeout(r, 300));
   server.child.kill('SIGTERM');
+  while ((await request(`${url}/ready`)).statusCode !== 503) await new Promise((r) => setTimeout(r, 20));
   const late = await post(url, { model, prompt: 'x', max_tokens: 2 }, 'log-late');
   assert.equal(late.status, 503, late.text);
   assert.equal((await running).status, 200);
@@ -74,9 +75,11 @@ test('a server listening beyond loopback without keys warns, and logs one line p
   assert.match(warnings[0]!.msg, /anyone who can reach 0\.0\.0\.0:0 can use the model. Set --api-keys/);
 
   // Probes and scrapes: 15 lines, every one at debug.
-  const probes = lines.filter((l) => typeof l.url === 'string' && /^\/(health|ready|metrics)$/.test(l.url));
-  assert.equal(probes.length, 15);
+  const probes = lines.filter((l) => typeof l.url === 'string' && /^\/(health|ready|metrics)$/.test(l.url) && l.status === 200);
+  assert.ok(probes.length >= 15, `${probes.length} probe lines`);
   assert.ok(probes.every((l) => l.level === DEBUG));
+  const notReady = lines.filter((l) => l.url === '/ready' && l.status === 503);
+  assert.ok(notReady.length >= 1 && notReady.every((l) => l.level === DEBUG), 'readiness off during the drain: debug');
 
   // A completion: its one line, at info, with what an operator needs.
   for (const [id, transport] of [['log-whole', 'http'], ['log-sse', 'sse']] as const) {
