@@ -6,7 +6,14 @@
 // Reply on stdout: {NAME: {"type", "dims", "path"}} with each output written to DIR/NAME.bin.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+
+// Where the runtime has Float16Array (Node.js 24), onnxruntime-common turns the data of every
+// float16 tensor into one, and onnxruntime-node 1.30's binding reads a Float16Array as 0 bytes
+// ("not enough space: expected N, got 0"; microsoft/onnxruntime#32323). Hidden before the runtime
+// loads, float16 data stays the Uint16Array this script passes. This script checks exported
+// graphs, not Node.js: the server's own float16 path is src/model's concern.
+delete globalThis.Float16Array;
+const { default: ort } = await import('onnxruntime-node');
 
 const ARRAYS = { float32: Float32Array, float16: Uint16Array, int64: BigInt64Array, int32: Int32Array };
 
