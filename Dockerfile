@@ -15,12 +15,19 @@
 
 # The active Node.js LTS line (package.json engines: 22 or later).
 ARG NODE_VERSION=24
+# The CUDA image runs float16 bundles, whose inputs onnxruntime-node 1.30 cannot read on Node 24
+# (it reads a Float16Array as 0 bytes: microsoft/onnxruntime#32323); it keeps Node 22, the other
+# LTS line, until the runtime works around that.
+ARG CUDA_NODE_VERSION=22
 # CUDA 12 with cuDNN 9 is what onnxruntime-node's CUDA 12 provider is built against.
 ARG CUDA_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04
 
 # ---- node: the Node.js base of the build stages and of the CPU image --------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS node
 WORKDIR /app
+
+# ---- node-cuda: the Node.js binary of the CUDA image --------------------------------------------
+FROM node:${CUDA_NODE_VERSION}-bookworm-slim AS node-cuda
 
 # ---- build: dev dependencies and the TypeScript compiler, dist/ out ---------------------------
 FROM node AS build
@@ -61,7 +68,7 @@ RUN ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/in
 # -e CALM_DEVICE=cpu runs it on the CPU.
 FROM ${CUDA_IMAGE} AS cuda
 # Node.js is a single binary: take it from the official image instead of a distribution package.
-COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node-cuda /usr/local/bin/node /usr/local/bin/node
 RUN groupadd --gid 1000 calm && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin calm
 WORKDIR /app
 ENV NODE_ENV=production \

@@ -137,7 +137,7 @@ test('the Dockerfile parses and lints clean', () => {
   assert.deepEqual(problems, []);
   assert.deepEqual(
     stages.map((s) => s.name),
-    ['node', 'build', 'deps', 'cuda-deps', 'cuda', 'cpu'],
+    ['node', 'node-cuda', 'build', 'deps', 'cuda-deps', 'cuda', 'cpu'],
   );
   for (const s of stages) {
     const parent = stages.find((x) => x.name === s.from);
@@ -153,6 +153,10 @@ test('the default target is the CPU image on an LTS node:N-bookworm-slim that pa
   const major = Number(node.match(/^node:(\d+)/)![1]);
   assert.ok(major >= Number(/^>=\s*(\d+)$/.exec(pkg.engines.node)![1]), `node ${major} is admitted by engines ${pkg.engines.node}`);
   assert.equal(major % 2, 0, 'an even major: only those become LTS lines');
+  const cudaNode = expand(stage('node-cuda').from);
+  const cudaMajor = Number(/^node:(\d+)-bookworm-slim$/.exec(cudaNode)?.[1]);
+  assert.ok(cudaMajor >= Number(/^>=\s*(\d+)$/.exec(pkg.engines.node)![1]) && cudaMajor % 2 === 0, `the CUDA image's ${cudaNode} is an LTS line engines admits`);
+  assert.ok(keyword(stage('cuda'), 'COPY').some((c) => args(c).join(' ') === '/usr/local/bin/node /usr/local/bin/node'), 'the CUDA image takes its node binary');
   assert.equal(stage('cpu').from, 'node');
   assert.match(expand(stage('cuda').from), /^nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu\d+\.\d+$/);
 });
