@@ -68,7 +68,7 @@ async function runOn(device: Device, dir: string, graph: GraphName, feeds: Recor
 describe('every graph on WebGPU against the CPU', { skip }, () => {
   for (const [dir, graphs] of [[DEFAULT_MODEL_DIR, ['backbone', 'head', 'decoder', 'encoder']], [DEFAULT_AR_MODEL_DIR, ['backbone']]] as const) {
     for (const graph of graphs) {
-      test(`${dir.split('/').pop()} ${graph}: every output within 1e-4`, async () => {
+      test(`${dir.split('/').pop()} ${graph}: every output within 1e-4`, async (t) => {
         const feeds = feedsFor(graph, dir);
         const [gpu, cpu] = [await runOn('webgpu', dir, graph, feeds), await runOn('cpu', dir, graph, feeds)];
         assert.deepEqual(Object.keys(gpu).sort(), Object.keys(cpu).sort());
@@ -82,6 +82,7 @@ describe('every graph on WebGPU against the CPU', { skip }, () => {
           let diff = 0;
           for (let i = 0; i < b.length; i++) diff = Math.max(diff, Math.abs((a as Float32Array)[i]! - (b as Float32Array)[i]!));
           assert.ok(diff < 1e-4, `${name}: max |webgpu - cpu| = ${diff}`);
+          t.diagnostic(`${name}: max |webgpu - cpu| = ${diff.toExponential(2)}`);
         }
       });
     }
