@@ -154,10 +154,13 @@ describe('README examples, run against a started server', () => {
       assert.ok(res.stdout.trim().length > 0, 'it printed something');
       assertNoProjectWarnings(res.stderr);
       if (example.code.startsWith('curl')) {
+        // max_tokens 32; the model may write EOS before (finish_reason "stop")
+        let tokens: number;
         if (example.code.includes('"stream": true')) {
-          assert.match(res.stdout, /"usage":\{"prompt_tokens":\d+,"completion_tokens":32/);
+          tokens = Number(/"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)/.exec(res.stdout)?.[1]);
           assert.ok(res.stdout.trimEnd().endsWith('data: [DONE]'));
-        } else assert.equal(JSON.parse(res.stdout).usage.completion_tokens, 32);
+        } else tokens = (JSON.parse(res.stdout) as { usage: { completion_tokens: number } }).usage.completion_tokens;
+        assert.ok(tokens >= 1 && tokens <= 32, `${tokens} completion tokens`);
       }
     });
   }

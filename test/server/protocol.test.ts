@@ -154,7 +154,7 @@ describe('protocol edges', () => {
       const msg = JSON.parse(String(m)) as Record<string, unknown>;
       if (msg.type === 'done') resolve(msg);
     }));
-    ws.send(JSON.stringify({ type: 'generate', id: 'late', model, prompt: 'x', max_tokens: 4 }));
+    ws.send(JSON.stringify({ type: 'generate', id: 'late', model, prompt: 'x', max_tokens: 4, ignore_eos: true }));
     assert.equal((await done).finish_reason, 'length');
     ws.close();
   });
