@@ -145,6 +145,12 @@ export class Engine {
     }
   }
 
+  /** Frees the graphs and the KV pool (device memory on a GPU) of an engine that is not running. */
+  async release(): Promise<void> {
+    this.stop();
+    await this.runner.release();
+  }
+
   stop(): void {
     this.stopped = true;
     this.wake?.();

@@ -23,6 +23,7 @@ try {
   post({ type: 'ready', info });
   await engine.run();
   clearInterval(beat);
+  await engine.release();
   post({ type: 'stopped' });
 } catch (err) {
   post({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });

@@ -118,6 +118,12 @@ export class ModelRunner {
     return main instanceof Uint16Array ? floatArray(main) : main;
   }
 
+  /** Releases every session and, on a device, the KV pool; the runner is unusable after. */
+  async release(): Promise<void> {
+    for (const s of [...Object.values(this.sessions), ...Object.values(this.wide)]) await s.release();
+    if (this.kv instanceof DeviceKvPool) await this.kv.release();
+  }
+
   /** Host <-> device bytes of one WebGPU call (inputs and outputs that are host tensors). */
   private count(feeds: Record<string, ort.Tensor>, out: Record<string, ort.Tensor>): void {
     if (!this.onDevice) return;

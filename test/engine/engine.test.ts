@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
 import { EngineClient } from '../../src/engine/client.js';
 import { ENGINE_DEFAULTS, type EngineConfig } from '../../src/engine/config.js';
 import type { Engine, StepReport } from '../../src/engine/engine.js';
@@ -10,6 +10,16 @@ import { cutChunk } from '../../src/engine/stopping.js';
 import type { DoneEvent, EngineEvent, ErrorEvent, GenerateRequest } from '../../src/engine/types.js';
 import { loadBundle } from '../../src/model/bundle.js';
 import { DEFAULT_AR_MODEL_DIR, DEFAULT_MODEL_DIR } from '../../src/model/defaults.js';
+import { type Device, isDevice } from '../../src/model/sessions.js';
+
+/** CALM_TEST_DEVICE=webgpu runs these tests on the WebGPU device (test/run.mjs does, where one exists). */
+const TEST_DEVICE: Device = isDevice(process.env.CALM_TEST_DEVICE ?? 'cpu') ? (process.env.CALM_TEST_DEVICE as Device ?? 'cpu') : 'cpu';
+
+/** Engines a test made: released after it, so that device memory does not pile up over the file. */
+const live: Engine[] = [];
+afterEach(async () => {
+  for (const engine of live.splice(0)) await engine.release();
+});
 
 interface Harness {
   engine: Engine;
@@ -31,10 +41,13 @@ async function harness(overrides: Partial<EngineConfig> = {}, dir = DEFAULT_MODE
     list.push(e);
     events.set(e.id, list);
   };
-  const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir: dir, intraOpThreads: 1, ...overrides }, (r) => {
+  // on a device, a small pool: lavapipe's device memory is host memory, and tests need little
+  const pool = TEST_DEVICE === 'cpu' ? {} : { kvCacheBytes: 64 << 20 };
+  const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir: dir, device: TEST_DEVICE, intraOpThreads: 1, ...pool, ...overrides }, (r) => {
     reports.push(r);
     r.events.forEach(record);
   });
+  live.push(engine);
   return {
     engine,
     input,
@@ -69,8 +82,9 @@ for (const [name, dir, settings] of [
   ['ar T=1', DEFAULT_AR_MODEL_DIR, { temperature: 1 }],
 ] as const) {
   test(`${name}: the same seed gives the same text alone and in a busy batch`, async () => {
-    // (the exact sampler hits its draw budget on the shipped model: a smaller one keeps the test short)
-    const config = { exactMaxDraws: 512 };
+    // (the exact sampler hits its draw budget on the shipped model: a smaller one keeps the test
+    // short, and shorter still on lavapipe, where a batch of draws takes a second)
+    const config = { exactMaxDraws: TEST_DEVICE === 'webgpu' ? 128 : 512 };
     const alone = await harness(config, dir);
     alone.submit(req('a', settings));
     await alone.drain();

@@ -97,15 +97,19 @@ interface Run {
 async function generate(device: Device, dir: string, requests: GenerateRequest[], overrides: Partial<EngineConfig> = {}): Promise<Run> {
   const texts = new Map<string, string>();
   const timings: StepTiming[] = [];
-  const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir: dir, device, intraOpThreads: 1, ...overrides }, (r) => {
+  const { engine, input } = await createEngine({ ...ENGINE_DEFAULTS, modelDir: dir, device, intraOpThreads: 1, kvCacheBytes: 64 << 20, ...overrides }, (r) => {
     if (r.timing) timings.push(r.timing);
     for (const e of r.events) {
       if (e.type === 'chunk') texts.set(e.id, (texts.get(e.id) ?? '') + e.text);
       if (e.type === 'error') throw new Error(`${e.id}: ${e.message}`);
     }
   });
-  for (const r of requests) engine.submit(input.prepare(r));
-  while (await engine.step());
+  try {
+    for (const r of requests) engine.submit(input.prepare(r));
+    while (await engine.step());
+  } finally {
+    await engine.release();
+  }
   return { texts, timings };
 }
 
