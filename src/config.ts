@@ -45,7 +45,7 @@ export const OPTIONS: Option[] = [
   { key: 'modelName', flag: 'model-name', kind: 'string', help: "model id in the API (default: the bundle's name)" },
   { key: 'host', flag: 'host', kind: 'string', alias: 'HOST', help: 'address to listen on' },
   { key: 'port', flag: 'port', kind: 'int', alias: 'PORT', help: 'port to listen on' },
-  { key: 'device', flag: 'device', kind: 'string', choices: ['cpu', 'cuda'], help: 'onnxruntime execution provider' },
+  { key: 'device', flag: 'device', kind: 'string', choices: ['cpu', 'webgpu', 'cuda'], help: 'onnxruntime execution provider (webgpu: a GPU through Vulkan, docs/gpu.md)' },
   { key: 'intraOpThreads', flag: 'threads', kind: 'int', help: 'onnxruntime threads per operator (0: one thread for small calls, every core for large calls and large graphs; docs/benchmarks.md "Threads")' },
   { key: 'interOpThreads', flag: 'inter-op-threads', kind: 'int', help: 'onnxruntime threads across operators' },
   { key: 'maxRunning', flag: 'max-running', kind: 'int', help: 'sequences decoded together at most (continuous batching)' },
