@@ -85,10 +85,10 @@ export async function startServer(config: ServerConfig, hooks: ServerHooks = {})
     hooks.onEngineDeath?.(reason);
   });
   app.log.info({
-    model: served.id, kind: info.kind, device: info.device, threads: info.threads, wide_threads: info.wideThreads, dtype: info.dtype,
+    model: served.id, kind: info.kind, device: info.device, ...(info.adapter ? { adapter: info.adapter } : {}), threads: info.threads, wide_threads: info.wideThreads, dtype: info.dtype,
     context_tokens: info.contextTokens, max_running: info.maxRunning, kv_cache_bytes: info.kvCacheBytes, kv_blocks: info.blocks,
     block_size: info.blockSize, load_ms: Math.round(info.loadMs), auth: config.apiKeys.length > 0, cors: config.corsOrigins,
-  }, `calm-serve: ${info.kind} model ${served.id} on ${info.device}, listening on ${address}`);
+  }, `calm-serve: ${info.kind} model ${served.id} on ${info.device}${info.adapter ? ` (${info.adapter})` : ''}, listening on ${address}`);
   if (config.apiKeys.length === 0 && !isLoopback(config.host)) {
     app.log.warn({ host: config.host },
       `no API keys: anyone who can reach ${config.host}:${config.port} can use the model. Set --api-keys (CALM_API_KEYS) or ` +
