@@ -74,8 +74,12 @@ export class DeviceKvPool {
   readonly caches: Record<string, ort.Tensor>;
   private readonly names: { cache: string; fresh: string }[];
 
+  /**
+   * `alloc` made the caches and must outlive them: disposing a device tensor after the session
+   * that allocated it is released crashes the process.
+   */
   private constructor(readonly geometry: KvGeometry, readonly blocks: number, readonly blockSize: number,
-    caches: Record<string, ort.Tensor>, private readonly writer: ort.InferenceSession) {
+    caches: Record<string, ort.Tensor>, private readonly alloc: ort.InferenceSession, private readonly writer: ort.InferenceSession) {
     this.caches = caches;
     this.names = cacheNames(geometry.layers);
   }
@@ -85,8 +89,7 @@ export class DeviceKvPool {
     const alloc = await open(writeModel(allocGraph(geometry)), cacheNames(geometry.layers).map((n) => n.cache));
     const shape = [blocks, geometry.kvHeads, blockSize, geometry.headDim];
     const caches = await alloc.run({ shape: new ort.Tensor('int64', BigInt64Array.from(shape, BigInt), [4]) });
-    await alloc.release();
-    return new DeviceKvPool(geometry, blocks, blockSize, caches, await open(writeModel(writeGraph(geometry)), []));
+    return new DeviceKvPool(geometry, blocks, blockSize, caches, alloc, await open(writeModel(writeGraph(geometry)), []));
   }
 
   get bytes(): number {
@@ -138,6 +141,7 @@ export class DeviceKvPool {
 
   async release(): Promise<void> {
     for (const t of Object.values(this.caches)) t.dispose();
+    await this.alloc.release();
     await this.writer.release();
   }
 }
