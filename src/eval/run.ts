@@ -7,6 +7,7 @@ import { type Bundle, loadBundle } from '../model/bundle.js';
 import { ModelRunner } from '../model/runner.js';
 import { type Device, openSessions } from '../model/sessions.js';
 import { TextTokenizer } from '../model/tokenizer.js';
+import { probeWebGpu, WebGpuUnavailable } from '../model/webgpu.js';
 import type { ChunkSamplerKind } from '../sampling/factory.js';
 import { readJsonlTexts } from '../text/jsonl.js';
 import { ArEvaluator } from './ar.js';
@@ -130,6 +131,14 @@ export async function runEval(o: EvalOptions, io: ProgressIO | null): Promise<Ev
   if (o.maxDocs > 0) texts = texts.slice(0, o.maxDocs);
   const tokenizer = new TextTokenizer(bundle.paths.tokenizer!, m.special_tokens);
   const documents = texts.map((t) => tokenizer.encode(t));
+  if (o.device === 'webgpu') {
+    try {
+      await probeWebGpu();
+    } catch (err) {
+      if (err instanceof WebGpuUnavailable) throw new EvalError(err.message);
+      throw err;
+    }
+  }
   // Evaluation's calls are all large (whole windows, thousands of samples): every core, no spinning.
   const threads = o.threads > 0 ? o.threads : availableParallelism();
   const sessions = await openSessions(bundle, { device: o.device, interOpThreads: 0, intraOpThreads: threads, spinning: false }, o.metric === 'reconstruction');
