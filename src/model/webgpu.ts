@@ -73,7 +73,7 @@ function hasVulkanLoader(env: NodeJS.ProcessEnv): boolean {
 const INSTALL =
   'install a Vulkan driver: your GPU\'s (NVIDIA\'s driver ships one; Mesa\'s mesa-vulkan-drivers for AMD and Intel), or, for tests ' +
   'without a GPU, Mesa 25\'s lavapipe (Debian bookworm: `apt-get install -t bookworm-backports mesa-vulkan-drivers`, then ' +
-  'VK_DRIVER_FILES=/usr/share/vulkan/icd.d/lvp_icd.json); see README.md "GPU"';
+  'VK_DRIVER_FILES=/usr/share/vulkan/icd.d/lvp_icd.json); see docs/gpu.md';
 
 /** The adapter Dawn will choose, from the drivers and GPUs present (no GPU call). */
 export function inferAdapter(env: NodeJS.ProcessEnv = process.env): WebGpuAdapter {
