@@ -33,7 +33,7 @@ test('API keys from a comma list and from a file, one per line', () => {
 
 test('bad values are refused with the option named', () => {
   assert.throws(() => loadConfig(['--port', 'x'], {}), (e: unknown) => e instanceof ConfigError && /--port must be a non-negative integer/.test(e.message));
-  assert.throws(() => loadConfig([], { CALM_DEVICE: 'tpu' }), /CALM_DEVICE must be one of cpu, cuda/);
+  assert.throws(() => loadConfig([], { CALM_DEVICE: 'tpu' }), /CALM_DEVICE must be one of cpu, webgpu, cuda/);
   assert.throws(() => loadConfig(['--nope', '1'], {}), /unknown option --nope/);
   assert.throws(() => loadConfig(['--kv-cache-bytes', 'lots'], {}), /must be a size/);
 });
