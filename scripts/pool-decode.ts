@@ -6,7 +6,7 @@
 //
 //   node --import tsx scripts/pool-decode.ts [variants-dir] [N] [reps]
 import { existsSync } from 'node:fs';
-import ort from 'onnxruntime-node';
+import ort from '../src/model/ort.js';
 import { loadBundle } from '../src/model/bundle.js';
 import { KvPool } from '../src/model/kv-pool.js';
 import { ModelRunner } from '../src/model/runner.js';

@@ -7,7 +7,7 @@
 // Node's onnxruntime binding cannot create a device buffer directly, so the pool is the
 // output of an allocation graph (zeros of the pool's shape) run once with its outputs kept on
 // the device.
-import ort from 'onnxruntime-node';
+import ort from './ort.js';
 import type { KvGeometry } from './kv-pool.js';
 import { bytesPerPosition } from './kv-pool.js';
 import { type ElemType, type GraphSpec, int64Tensor, type NodeSpec, type ValueSpec, writeModel } from './onnx-writer.js';

@@ -1,6 +1,6 @@
 // Runs the bundle's graphs on batches. Knows tensors and the KV cache layout; nothing of
 // requests, sampling or HTTP. Every call records the time spent inside onnxruntime.
-import ort from 'onnxruntime-node';
+import ort from './ort.js';
 import type { BundleManifest } from './bundle.js';
 import { DeviceKvPool } from './device-pool.js';
 import { floatArray, halfArray } from './float16.js';

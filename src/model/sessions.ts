@@ -1,6 +1,6 @@
 // Opens a bundle's graphs in onnxruntime-node and checks them against graphs.ts.
 import { existsSync, statSync } from 'node:fs';
-import ort from 'onnxruntime-node';
+import ort from './ort.js';
 import { type Bundle, BundleError, type GraphName, REQUIRED_FILES } from './bundle.js';
 import { graphSpec, signatureProblems, type ValueInfo } from './graphs.js';
 

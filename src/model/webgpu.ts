@@ -5,7 +5,7 @@
 // (software) adapter. Then a probe graph runs on the provider: if that fails there is no adapter.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from './ort.js';
 import { writeModel } from './onnx-writer.js';
 
 export interface WebGpuAdapter {

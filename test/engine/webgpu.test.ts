@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import ort from 'onnxruntime-node';
+import ort from '../../src/model/ort.js';
 import { ENGINE_DEFAULTS, type EngineConfig } from '../../src/engine/config.js';
 import type { StepTiming } from '../../src/engine/engine.js';
 import { createEngine } from '../../src/engine/setup.js';

@@ -3,7 +3,7 @@
 // key and value where the host pool's scatter puts it, and nothing anywhere else.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import ort from 'onnxruntime-node';
+import ort from '../../src/model/ort.js';
 import { DeviceKvPool } from '../../src/model/device-pool.js';
 import { type KvGeometry, KvPool } from '../../src/model/kv-pool.js';
 import { openBuiltGraph } from '../../src/model/sessions.js';
