@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { loadBundle } from '../model/bundle.js';
 import { DEVICES, isDevice, openSessions } from '../model/sessions.js';
 import { DEFAULT_MODEL_DIR } from '../model/defaults.js';
+import { TextTokenizer } from '../model/tokenizer.js';
 
 const HELP = `usage: calm inspect [DIR] [--device cpu|webgpu|cuda] [--json]
 
@@ -29,6 +30,8 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const bundle = loadBundle(positionals[0] ?? DEFAULT_MODEL_DIR);
   const started = performance.now();
   const sessions = await openSessions(bundle, { device: values.device, intraOpThreads: 0, interOpThreads: 0 }, true);
+  // the tokenizer is part of the bundle too: a corrupt one fails here, not at the first request
+  const vocab = new TextTokenizer(bundle.paths.tokenizer!, bundle.manifest.special_tokens).vocabSize;
   const loadMs = performance.now() - started;
   const graphs = Object.fromEntries(
     Object.entries(sessions).map(([name, s]) => [
@@ -41,7 +44,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
     ]),
   );
   if (values.json) {
-    console.log(JSON.stringify({ dir: bundle.dir, manifest: bundle.manifest, graphs, load_ms: Math.round(loadMs) }, null, 2));
+    console.log(JSON.stringify({ dir: bundle.dir, manifest: bundle.manifest, graphs, tokenizer_entries: vocab, load_ms: Math.round(loadMs) }, null, 2));
   } else {
     console.log(`bundle ${bundle.dir}`);
     console.log(JSON.stringify(bundle.manifest, null, 2));
@@ -50,7 +53,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
       for (const i of g.inputs) console.log(`  in  ${i}`);
       for (const o of g.outputs) console.log(`  out ${o}`);
     }
-    console.log(`\nall ${Object.keys(graphs).length} graphs loaded on ${values.device} in ${Math.round(loadMs)} ms and match the manifest`);
+    console.log(`\nall ${Object.keys(graphs).length} graphs loaded on ${values.device} in ${Math.round(loadMs)} ms and match the manifest; the tokenizer has ${vocab} entries`);
   }
   await Promise.all(Object.values(sessions).map((s) => s.release()));
   return 0;

@@ -67,7 +67,7 @@ function describe(values: readonly ort.InferenceSession.ValueMetadata[]): ValueI
 
 const CUDA_HINT =
   'the CUDA execution provider is not available. onnxruntime-node ships it separately: reinstall with ' +
-  '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` on a machine with CUDA 12 and cuDNN 9, ' +
+  '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install` (npm rebuild skips it: package.json allowScripts) on a machine with CUDA 12 and cuDNN 9, ' +
   'or run with --device cpu (see README.md, "CUDA")';
 
 /** onnxruntime's options for a session on `opts.device`. */

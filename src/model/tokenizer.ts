@@ -8,7 +8,11 @@ export class TextTokenizer {
   private readonly special: Set<number>;
 
   constructor(path: string, special: SpecialTokens) {
-    this.tok = new Tokenizer(JSON.parse(readFileSync(path, 'utf8')) as object, {});
+    try {
+      this.tok = new Tokenizer(JSON.parse(readFileSync(path, 'utf8')) as object, {});
+    } catch (err) {
+      throw new Error(`cannot load the tokenizer ${path}: ${(err as Error).message}`, { cause: err });
+    }
     this.special = new Set([special.pad, special.bos, special.eos]);
   }
 

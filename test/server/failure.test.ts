@@ -1,7 +1,7 @@
 // The server's failure domain, on real server processes: an engine thread that dies, an engine
 // that wedges during a drain, and a port that cannot be bound.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -80,6 +80,10 @@ test('a bundle whose tokenizer cannot be read: exit 1 with a message naming the 
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     assert.equal(code, 1);
     assert.ok(err.startsWith(`calm serve: cannot load the model bundle ${dir}: `), err);
+    assert.match(err, /cannot load the tokenizer [^ ]*tokenizer\.json: /);
+    const inspect = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'inspect', dir], { encoding: 'utf8' });
+    assert.equal(inspect.status, 1, 'calm inspect fails on the same bundle');
+    assert.match(inspect.stderr, /cannot load the tokenizer [^ ]*tokenizer\.json: /);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
