@@ -123,9 +123,9 @@ describe('stopping', () => {
     assert.deepEqual(cutChunk([5, 2, 6, 7], 0, 2, 10), { ids: [5, 2], finish: 'stop' });
     assert.deepEqual(cutChunk([5, 6, 7, 8], 0, 2, 3), { ids: [5, 6, 7], finish: 'length' });
     assert.deepEqual(cutChunk([5, 6, 2, 8], 0, 2, 2), { ids: [5, 6], finish: 'length' });
-    // ignore_eos: EOS is dropped like PAD and the chunk does not end the output
-    assert.deepEqual(cutChunk([5, 2, 6, 7], 0, 2, 10, true), { ids: [5, 6, 7], finish: null });
-    assert.deepEqual(cutChunk([2, 2, 6, 7], 0, 2, 1, true), { ids: [6], finish: 'length' });
+    // ignore_eos: every token counts, PAD and EOS included, and EOS does not end the output
+    assert.deepEqual(cutChunk([5, 2, 6, 7], 0, 2, 10, true), { ids: [5, 2, 6, 7], finish: null });
+    assert.deepEqual(cutChunk([2, 0, 6, 7], 0, 2, 1, true), { ids: [2], finish: 'length' });
   });
 
   test('a stop string ends the output before it', async () => {
