@@ -31,6 +31,22 @@ if (!only || only === 'ts') {
   results.push(['typecheck and build', run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'])]);
   const files = findTests(join(root, 'test')).sort();
   results.push(['typescript', run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files])]);
+  // The engine's tests once more with every graph on WebGPU (lavapipe where there is no GPU: minutes).
+  let skip;
+  try {
+    skip = skipWithout(TOOLS.webgpu);
+  } catch (err) {
+    console.log(`\nFAILED the engine tests on WebGPU: ${err.message}`);
+    skip = null;
+  }
+  if (skip === false) {
+    results.push(['engine on webgpu', run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', 'test/engine/engine.test.ts'], { CALM_TEST_DEVICE: 'webgpu' })]);
+  } else if (skip === null) {
+    results.push(['engine on webgpu', 1]);
+  } else {
+    console.log(`\nSKIPPED the engine tests on WebGPU: ${skip}`);
+    results.push(['engine on webgpu', 'skipped']);
+  }
 }
 if (!only || only === 'models') {
   let skip;
