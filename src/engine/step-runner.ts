@@ -73,13 +73,12 @@ export class StepRunner {
     for (const [seqs, counts] of calls) {
       if (seqs.length === 0) continue;
       try {
+        // each row's last new position: what its sampler draws from
         const out = await this.backbone(seqs, counts);
-        const newLen = Math.max(...counts);
         seqs.forEach((seq, r) => {
           this.written(seq, counts[r]!);
           if (seq.pending > 0) return;
-          const at = (r * newLen + counts[r]! - 1) * this.width;
-          toSample.push({ seq, out: out.subarray(at, at + this.width) });
+          toSample.push({ seq, out: out.subarray(r * this.width, (r + 1) * this.width) });
         });
       } catch (err) {
         failures.push({ seqs, error: asError(err) });
@@ -149,7 +148,7 @@ export class StepRunner {
     return Math.max(MIN_POOLED_DRAWS, Math.min(max, Math.floor(restMs / this.msPerDraw)));
   }
 
-  /** One backbone call over `seqs`, each with its next `counts[r]` known positions. */
+  /** One backbone call over `seqs`, each with its next `counts[r]` known positions; returns each row's last one. */
   private backbone(seqs: Sequence[], counts: number[]): Promise<Float32Array> {
     const k = this.manifest.patch_size;
     const bs = this.blockSize;
@@ -167,7 +166,7 @@ export class StepRunner {
     const batch: BackboneBatch = {
       ids, rows: seqs.length, newLen, pastLen: seqs.map((s) => s.computed), valid: counts, blockTable: table, width,
     };
-    return this.runner.backbone(batch);
+    return this.runner.backboneLast(batch);
   }
 
   private injectFaults(inputs: Int32Array): void {

@@ -5,7 +5,8 @@ import type { BundleManifest } from './bundle.js';
 import { DeviceKvPool } from './device-pool.js';
 import { floatArray, halfArray } from './float16.js';
 import type { KvArray, KvPool } from './kv-pool.js';
-import type { Device, Sessions } from './sessions.js';
+import { type GraphSpec, int64Tensor, writeModel } from './onnx-writer.js';
+import { type Device, openBuiltGraph, type Sessions } from './sessions.js';
 
 export type Stage = 'backbone' | 'head' | 'decoder';
 
@@ -46,6 +47,24 @@ export interface Transfer {
   down: number;
 }
 
+function asFloat(data: Float32Array | Uint16Array): Float32Array {
+  return data instanceof Uint16Array ? floatArray(data) : data;
+}
+
+/** x [rows, len, width] and index [n] (row * len + position) -> last [n, width]. */
+function lastPositionsGraph(width: number, type: 'float32' | 'float16'): GraphSpec {
+  return {
+    name: 'last_positions', opset: 17,
+    inputs: [{ name: 'x', type, dims: ['rows', 'len', width] }, { name: 'index', type: 'int64', dims: ['n'] }],
+    outputs: [{ name: 'last', type, dims: ['n', width] }],
+    initializers: [{ name: 'flat', ...int64Tensor([-1, width]) }],
+    nodes: [
+      { op: 'Reshape', inputs: ['x', 'flat'], outputs: ['x_flat'] },
+      { op: 'Gather', inputs: ['x_flat', 'index'], outputs: ['last'], attributes: { axis: 0 } },
+    ],
+  };
+}
+
 function tensorBytes(values: Iterable<ort.Tensor>): number {
   let n = 0;
   for (const t of values) if (t.location === 'cpu') n += (t.data as ArrayBufferView).byteLength;
@@ -56,6 +75,8 @@ export class ModelRunner {
   readonly clock = new StageClock();
   readonly transfer: Transfer = { up: 0, down: 0 };
   private readonly onDevice: boolean;
+  /** the graph that gathers each row's last position on the device (backboneLast), opened on first use */
+  private lastGather?: Promise<ort.InferenceSession>;
   private readonly half: boolean;
   private readonly backboneOutputs: string[];
 
@@ -78,9 +99,53 @@ export class ModelRunner {
   /**
    * One backbone call. The graph reads each row's past from the pool through its block table;
    * the new positions' keys and values are scattered into the pool here. Returns hidden states
-   * [rows, newLen, d] (CALM) or logits [rows, newLen, vocab] (AR), as float32.
+   * [rows, newLen, d] (CALM) or logits [rows, newLen, vocab] (AR), as float32. Host pools only:
+   * with a device pool the engine takes backboneLast.
    */
   async backbone(b: BackboneBatch): Promise<Float32Array> {
+    const main = await this.call(b);
+    if (main.location !== 'cpu') {
+      main.dispose();
+      throw new Error('ModelRunner.backbone: with a device pool, every position stays on the device; use backboneLast');
+    }
+    return asFloat(main.data as Float32Array | Uint16Array);
+  }
+
+  /**
+   * A backbone call that returns only each row's last valid position, [rows, d] or [rows, vocab]
+   * (what sampling needs). With a device pool the rest never leaves the device: a built graph
+   * gathers these rows there.
+   */
+  async backboneLast(b: BackboneBatch): Promise<Float32Array> {
+    if (b.valid.some((v) => v < 1)) throw new RangeError('backboneLast: every row needs a valid position');
+    const main = await this.call(b);
+    const width = main.dims[2]!;
+    if (main.location === 'cpu') {
+      const all = asFloat(main.data as Float32Array | Uint16Array);
+      const last = new Float32Array(b.rows * width);
+      for (let r = 0; r < b.rows; r++) last.set(all.subarray((r * b.newLen + b.valid[r]! - 1) * width, (r * b.newLen + b.valid[r]!) * width), r * width);
+      return last;
+    }
+    try {
+      this.lastGather ??= openBuiltGraph(writeModel(lastPositionsGraph(width, main.type as 'float32' | 'float16')), {
+        device: 'webgpu', intraOpThreads: 1, interOpThreads: 1,
+      });
+      const feeds = {
+        x: main,
+        index: new ort.Tensor('int64', BigInt64Array.from(b.valid, (v, r) => BigInt(r * b.newLen + v - 1)), [b.rows]),
+      };
+      const t0 = performance.now();
+      const out = await (await this.lastGather).run(feeds);
+      this.clock.add('backbone', performance.now() - t0);
+      this.count(feeds, out);
+      return asFloat(out.last!.data as Float32Array | Uint16Array);
+    } finally {
+      main.dispose();
+    }
+  }
+
+  /** Runs the backbone and writes the new keys and values; returns its main output (on the device with a device pool). */
+  private async call(b: BackboneBatch): Promise<ort.Tensor> {
     const m = this.manifest;
     const kv = this.kv;
     if (!kv) throw new Error('ModelRunner.backbone needs a KV pool');
@@ -102,11 +167,15 @@ export class ModelRunner {
     const out = await this.pick('backbone', b.rows * b.newLen).run(feeds, this.backboneOutputs);
     this.clock.add('backbone', performance.now() - t0);
     this.count(feeds, out);
+    const main = out[this.backboneOutputs[0]!]!;
     if (kv instanceof DeviceKvPool) {
       try {
         this.transfer.up += await kv.write(out, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
+      } catch (err) {
+        if (main.location === 'gpu-buffer') main.dispose();
+        throw err;
       } finally {
-        for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
+        for (const t of Object.values(out)) if (t !== main && t.location === 'gpu-buffer') t.dispose();
       }
     } else {
       for (let i = 0; i < m.num_layers; i++) {
@@ -114,12 +183,12 @@ export class ModelRunner {
         kv.scatter(i, 'value', out[`new_value.${i}`]!.data as KvArray, b.newLen, b.pastLen, b.valid, b.blockTable, b.width);
       }
     }
-    const main = out[this.backboneOutputs[0]!]!.data as Float32Array | Uint16Array;
-    return main instanceof Uint16Array ? floatArray(main) : main;
+    return main;
   }
 
   /** Releases every session and, on a device, the KV pool; the runner is unusable after. */
   async release(): Promise<void> {
+    if (this.lastGather) await (await this.lastGather).release();
     for (const s of [...Object.values(this.sessions), ...Object.values(this.wide)]) await s.release();
     if (this.kv instanceof DeviceKvPool) await this.kv.release();
   }

@@ -107,13 +107,14 @@ export async function openGraph(bundle: Bundle, graph: GraphName, opts: RuntimeO
 
 /**
  * Outputs a graph keeps on a WebGPU device: the head's latents go straight into the decoder,
- * and with a device pool the backbone's new keys and values go straight into the pool.
+ * and with a device pool the backbone's new keys and values go straight into the pool, and its
+ * hidden states or logits stay there but for the rows sampling needs (ModelRunner.backboneLast).
  */
 function deviceOutputs(bundle: Bundle, graph: GraphName, device: Device, devicePool: boolean): string[] {
   if (device !== 'webgpu') return [];
   if (graph === 'head') return ['latent'];
   if (graph !== 'backbone' || !devicePool) return [];
-  const names: string[] = [];
+  const names: string[] = [bundle.manifest.kind === 'calm' ? 'hidden' : 'logits'];
   for (let i = 0; i < bundle.manifest.num_layers; i++) names.push(`new_key.${i}`, `new_value.${i}`);
   return names;
 }

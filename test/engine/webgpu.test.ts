@@ -133,13 +133,15 @@ describe('the engine on WebGPU', { skip }, () => {
     });
   }
 
-  test('what a decode step transfers does not grow with the context (the pool stays on the device)', async () => {
+  test('what a step transfers does not grow with the context (the pool and all but the sampled rows stay on the device)', async () => {
+    const downloads: number[][] = [];
     const decodeBytes = async (promptWords: number) => {
       const prompt = Array.from({ length: promptWords }, (_, i) => ['light', 'and', 'day', 'night'][i % 4]).join(' ');
       const run = await generate('webgpu', DEFAULT_MODEL_DIR, [{ id: 'x', prompt, maxTokens: 16, temperature: 1, seed: 1, ignoreEos: true }]);
       // the steps after the prefill: one new position each
       const decode = run.timings.filter((t) => t.positions === 1);
       assert.ok(decode.length >= 3);
+      downloads.push(run.timings.map((t) => t.downloadBytes));
       return decode.map((t) => t.uploadBytes + t.downloadBytes);
     };
     const short = await decodeBytes(40);
@@ -147,5 +149,7 @@ describe('the engine on WebGPU', { skip }, () => {
     // the block table grows by 8 bytes per 16 positions; everything else is the same
     const growth = Math.max(...long) - Math.max(...short);
     assert.ok(growth >= 0 && growth <= 8 * Math.ceil(1000 / 16), `short ${short}, long ${long}`);
+    // a prefill of hundreds of positions downloads no more than a decode step: the sampled row only
+    assert.equal(Math.max(...downloads[1]!), Math.max(...downloads[0]!), `downloads per step: ${downloads.map((d) => d.join(' '))}`);
   });
 });
