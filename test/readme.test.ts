@@ -1,8 +1,9 @@
 // Every shell and JavaScript example of README.md, run as written from this clone against a
 // started server (localhost:8000 becomes its address). A command is skipped only by a rule below
-// that says why (long-running, a GPU, placeholders) or when the tool it needs is missing; a
-// README command no rule knows runs, so a new example is tested by default. Every repository
-// path an example names must exist, and none may reach outside the clone.
+// that says why (long-running, a GPU, placeholders) or when the tool it needs is missing (a WebGPU
+// example runs wherever there is an adapter, lavapipe included); a README command no rule knows
+// runs, so a new example is tested by default. Every repository path an example names must
+// exist, and none may reach outside the clone.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,11 @@ function examples(): Example[] {
 /** Why a command is not run here; `undefined`: it runs. */
 const RULES: [RegExp, () => string | false][] = [
   [/^npm ci && npm start\b/, () => 'installs and starts a server that runs until stopped (this test starts its own)'],
+  [/^(\w+=\S+ )*(npm start|node .*dist\/cli\.js serve|npx calm serve)\b/, () => 'starts a server that runs until stopped (this test starts its own)'],
+  [/^bash scripts\/gpu-kit\.sh\b/, () => 'downloads a Node.js binary (npm) and libvulkan1 (apt) to pack the GPU check'],
+  [/^npm run check:gpu\b/, () => 'needs an NVIDIA GPU (it asserts that the adapter is not lavapipe) and the kit gpu-kit.sh packs'],
+  [/--device webgpu/, () => skipWithout(TOOLS.webgpu)],
+  [/^docker .*--gpus\b/, () => 'needs a GPU and the NVIDIA container toolkit'],
   [/^npm ci && npm test\b/, () => 'the test suite this test is part of'],
   [/^npm run bench:engine\b/, () => 'a benchmark: it keeps every core busy (run it on purpose)'],
   [/^npx calm bench\b/, () => 'a benchmark: full load at four concurrencies, and it writes bench.json and bench.svg'],

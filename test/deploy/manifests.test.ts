@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { test } from 'node:test';
+import { DockerfileParser } from 'dockerfile-ast';
 import { envName, loadConfig, OPTIONS, SERVER_DEFAULTS } from '../../src/config.js';
 import {
   build,
@@ -34,6 +35,15 @@ const AUTOSCALERS: Record<string, string[]> = {
   hpa: [join(DEPLOY, 'components/hpa')],
 };
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+
+/** The image tag's suffix for each device, and the Dockerfile target that builds it. */
+const IMAGES: Record<string, { suffix: string; target: string }> = {
+  cpu: { suffix: '', target: 'cpu' },
+  webgpu: { suffix: '-gpu', target: 'gpu' },
+  cuda: { suffix: '-cuda', target: 'cuda' },
+};
+/** What the KV pool occupies of the pod's memory: on WebGPU it is in GPU memory. */
+const hostKvBytes = (c: { device: string; kvCacheBytes: number }) => (c.device === 'webgpu' ? 0 : c.kvCacheBytes);
 
 /** Every environment name the server reads: CALM_<FLAG> and the PORT/HOST aliases. */
 const SERVER_ENV = new Set(OPTIONS.flatMap((o) => [envName(o.flag), ...(o.alias ? [o.alias] : [])]));
@@ -238,10 +248,10 @@ test('ConfigMap: every variable is a `calm serve` option and the server accepts 
     assert.deepEqual(unknown, [], `overlay ${overlay}: variables the server does not read`);
     for (const [k, v] of Object.entries(config)) assert.equal(typeof v, 'string', `${k} must be a string in a ConfigMap`);
     const c = loadConfig([], config);
-    assert.ok(['cpu', 'cuda'].includes(c.device));
+    assert.ok(Object.keys(IMAGES).includes(c.device));
   }
   assert.equal(loadConfig([], server(render('cpu', 'none')).config).device, 'cpu');
-  assert.equal(loadConfig([], server(render('gpu', 'none')).config).device, 'cuda');
+  assert.equal(loadConfig([], server(render('gpu', 'none')).config).device, 'webgpu', 'the GPU overlay runs WebGPU (the CUDA provider copies the KV pool on every call)');
 });
 
 test('port and probes match the server: container port = the port it listens on, /ready and /health exist', () => {
@@ -292,18 +302,19 @@ test('resources: CALM_THREADS and the KV cache fit the container; GPU pods ask f
     for (const r of Object.keys(requests)) if (limits[r]) assert.ok(quantity(requests[r]!) <= quantity(limits[r]!), `${overlay}: ${r} request above its limit`);
     const cpus = quantity(limits.cpu ?? requests.cpu);
     assert.ok(c.intraOpThreads >= 1 && c.intraOpThreads <= Math.ceil(cpus), `${overlay}: CALM_THREADS ${c.intraOpThreads} should be set, at most the CPU limit ${cpus}`);
-    assert.ok(c.kvCacheBytes + 1024 ** 3 <= quantity(limits.memory!), `${overlay}: the memory limit leaves 1 GiB beside the ${c.kvCacheBytes}-byte KV cache`);
+    const kv = hostKvBytes(c);
+    assert.ok(kv + 1024 ** 3 <= quantity(limits.memory!), `${overlay}: the memory limit leaves 1 GiB beside the ${kv}-byte KV cache in host memory`);
     const spec = deployment.spec.template.spec as Obj;
     const gpus = limits['nvidia.com/gpu'];
-    if (c.device === 'cuda') {
+    if (c.device !== 'cpu') {
       assert.equal(gpus, '1', `${overlay}: one GPU`);
       assert.equal(requests['nvidia.com/gpu'], gpus, 'GPU requests equal limits');
       assert.ok(((spec.tolerations ?? []) as Obj[]).some((t) => t.key === 'nvidia.com/gpu' && (t.operator === 'Exists' || t.value)), 'tolerates the nvidia.com/gpu taint');
       assert.ok(Object.keys(spec.nodeSelector ?? {}).length > 0 || spec.affinity?.nodeAffinity, 'selects GPU nodes');
-      assert.match(container.image as string, /-cuda$/, 'the CUDA image');
+      assert.ok((container.image as string).endsWith(IMAGES[c.device]!.suffix), `${overlay}: the ${IMAGES[c.device]!.target} image`);
     } else {
       assert.equal(gpus, undefined, `${overlay}: a CPU pod asks for no GPU`);
-      assert.doesNotMatch(container.image as string, /cuda/);
+      assert.doesNotMatch(container.image as string, /-(cuda|gpu)$/);
     }
   }
 });
@@ -351,11 +362,25 @@ test('security: non-root with the image user, no privilege escalation, read-only
   }
 });
 
-test('images: the overlays run this version of the image, the GPU one its CUDA build', () => {
+test('images: the overlays run this version of the image, the GPU one its WebGPU build, and the image selects the same device', () => {
+  const dockerfile = DockerfileParser.parse(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+  /** CALM_DEVICE of each Dockerfile stage (own ENV only: every runtime stage sets its own). */
+  const stageDevice = new Map<string, string>();
+  let current = '';
+  for (const ins of dockerfile.getInstructions()) {
+    if (ins.getKeyword() === 'FROM') current = ins.getArguments().at(-1)!.getValue();
+    if (ins.getKeyword() !== 'ENV') continue;
+    for (const p of (ins as unknown as { getProperties(): { getName(): string; getValue(): string | null }[] }).getProperties()) {
+      if (p.getName() === 'CALM_DEVICE') stageDevice.set(current, p.getValue() ?? '');
+    }
+  }
   for (const overlay of OVERLAYS) {
     const { container, config } = server(render(overlay, 'none'));
     const tag = String(container.image).split(':').pop();
-    const cuda = loadConfig([], config).device === 'cuda';
-    assert.equal(tag, cuda ? `${pkg.version}-cuda` : pkg.version, `overlay ${overlay} image ${container.image}`);
+    const device = loadConfig([], config).device;
+    const image = IMAGES[device]!;
+    assert.equal(tag, `${pkg.version}${image.suffix}`, `overlay ${overlay} image ${container.image}`);
+    assert.equal(stageDevice.get(image.target) ?? 'cpu', device, `overlay ${overlay}: the Dockerfile's ${image.target} stage selects ${device} too`);
   }
+  assert.equal(server(render('gpu', 'none')).container.image, `calm-serve:${pkg.version}-gpu`);
 });
