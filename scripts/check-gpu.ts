@@ -17,7 +17,7 @@ const save = () => writeFileSync(out, `${JSON.stringify({ ...results, elapsed_s:
 
 function run(name: string, cmd: string[], timeoutS: number): { ok: boolean; stdout: string } {
   const t0 = Date.now();
-  const res = spawnSync(process.execPath, cmd, { encoding: 'utf8', timeout: Math.max(1, timeoutS) * 1000, maxBuffer: 64 << 20 });
+  const res = spawnSync(process.execPath, cmd, { encoding: 'utf8', timeout: Math.round(Math.max(1, timeoutS) * 1000), maxBuffer: 64 << 20 });
   const ok = res.status === 0;
   results[name] = { ok, seconds: Math.round((Date.now() - t0) / 100) / 10, ...(ok ? {} : { status: res.status, signal: res.signal, tail: `${res.stdout ?? ''}${res.stderr ?? ''}`.slice(-3000) }) };
   save();
