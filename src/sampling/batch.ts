@@ -1,4 +1,4 @@
-import { type ChunkSampler, checkK, chunkCount, type SampleResult } from './chunks.js';
+import { type ChunkSampler, checkK, checkTopP, chunkCount, type PoolConfidence, type SampleResult, sameChunk } from './chunks.js';
 import { ChunkCounter } from './counter.js';
 import { SamplingError } from './errors.js';
 import { lgamma } from './lgamma.js';
@@ -47,14 +47,15 @@ export class PoolCascade {
   private weights = new Float64Array(0);
   private counts = new Int32Array(0);
 
-  /** Pool index of a chunk chosen by the cascade at `temperature` (0 <= T <= 1). */
-  pick(pool: Int32Array, k: number, temperature: number, rng: Rng): number {
-    return this.pickWith(pool, k, chunkPower(temperature), rng);
+  /** Pool index of a chunk chosen by the cascade at `temperature` (0 <= T <= 1), within the pool's top_p nucleus. */
+  pick(pool: Int32Array, k: number, temperature: number, rng: Rng, topP = 1): number {
+    checkTopP(topP);
+    return this.pickWith(pool, k, chunkPower(temperature), rng, topP);
   }
 
-  /** `pick` with an already validated temperature (the samplers validate once per request). */
-  pickWith(pool: Int32Array, k: number, power: ChunkPower, rng: Rng): number {
-    const distinct = this.weigh(pool, k, power);
+  /** `pick` with an already validated temperature and top_p (the samplers validate once per request). */
+  pickWith(pool: Int32Array, k: number, power: ChunkPower, rng: Rng, topP = 1): number {
+    const distinct = this.weigh(pool, k, power, topP);
     const weights = this.weights;
     let total = 0;
     for (let j = 0; j < distinct; j++) total += weights[j]!;
@@ -73,8 +74,9 @@ export class PoolCascade {
   }
 
   /** The cascade's exact choice probabilities for one pool (allocates: for tests and analysis). */
-  distribution(pool: Int32Array, k: number, temperature: number): PoolCandidate[] {
-    const distinct = this.weigh(pool, k, chunkPower(temperature));
+  distribution(pool: Int32Array, k: number, temperature: number, topP = 1): PoolCandidate[] {
+    checkTopP(topP);
+    const distinct = this.weigh(pool, k, chunkPower(temperature), topP);
     let total = 0;
     for (let j = 0; j < distinct; j++) total += this.weights[j]!;
     const out: PoolCandidate[] = [];
@@ -88,8 +90,17 @@ export class PoolCascade {
   /** How often the most frequent chunk of the last pool occurs. */
   maxCount = 0;
 
+  /** What the last pool says of the chunk at pool index `index` (after a pick from it). */
+  confidence(index: number, pool: Int32Array, k: number): PoolConfidence {
+    const n = pool.length / k;
+    let c = 0;
+    for (let i = 0; i < n; i++) if (sameChunk(pool, i, pool, index, k)) c++;
+    const frequency = c / n;
+    return { frequency, stderr: Math.sqrt((frequency * (1 - frequency)) / n), pool: n };
+  }
+
   /** Counts the pool and leaves the winning level's relative weights in `weights`. */
-  private weigh(pool: Int32Array, k: number, power: ChunkPower): number {
+  private weigh(pool: Int32Array, k: number, power: ChunkPower, topP: number): number {
     const counter = this.counter;
     const distinct = counter.count(pool, k);
     this.maxCount = 0;
@@ -100,9 +111,27 @@ export class PoolCascade {
       this.counts = new Int32Array(size);
     }
     for (let j = 0; j < distinct; j++) this.counts[j] = counter.countOf(j);
+    if (topP < 1) nucleus(this.counts, distinct, pool.length / k, topP);
     cascadeWeights(this.counts, distinct, power, this.weights);
     return distinct;
   }
+}
+
+/**
+ * top_p on the pool's empirical distribution: keeps the most frequent distinct chunks (ties in
+ * order of first occurrence) until their counts reach top_p of the pool, and zeroes the counts of
+ * the rest, so that the cascade applies the temperature within the nucleus. What it approximates
+ * and its bias at small N: docs/sampling.md, "top_p".
+ */
+export function nucleus(counts: Int32Array, size: number, n: number, topP: number): void {
+  const order = Array.from({ length: size }, (_, j) => j).sort((a, b) => counts[b]! - counts[a]! || a - b);
+  const need = topP * n;
+  let kept = 0;
+  let i = 0;
+  // The most frequent chunk is always kept, so the nucleus is never empty.
+  do kept += counts[order[i++]!]!;
+  while (i < size && kept < need);
+  for (; i < size; i++) counts[order[i]!] = 0;
 }
 
 /**
@@ -134,8 +163,12 @@ export function cascadeWeights(counts: ArrayLike<number>, size: number, power: C
 export interface BatchOptions {
   /** 0 <= T <= 1. */
   temperature: number;
-  /** N, samples per step (default 200). T = 1 always draws one. */
+  /** N, samples per step (default 200). T = 1 draws one, unless top_p or confidence needs the pool. */
   poolSize?: number;
+  /** nucleus on the pool's empirical distribution, 0 < top_p <= 1 (default 1: off) */
+  topP?: number;
+  /** report the chosen chunk's pool frequency (SampleResult.confidence); at T = 1 this draws the pool */
+  confidence?: boolean;
 }
 
 /** Algorithm 2 as a ChunkSampler: draw a pool of N, then run the cascade on it. */
@@ -144,8 +177,13 @@ export class BatchSampler implements ChunkSampler {
   readonly divisible = true;
   readonly poolSize: number;
   private readonly power: ChunkPower;
+  private readonly topP: number;
+  private readonly withConfidence: boolean;
   private readonly cascade = new PoolCascade();
-  /** How many samples decide a step: N, or 1 at T = 1 where the cascade would be uniform over the pool anyway. */
+  /**
+   * How many samples decide a step: N, or 1 at T = 1 where the cascade would pick a pool member
+   * uniformly anyway (unless top_p cuts the pool, or the caller wants the pool's frequencies).
+   */
   private readonly target: number;
   private pool: Int32Array;
   private drawn = 0;
@@ -159,7 +197,10 @@ export class BatchSampler implements ChunkSampler {
     if (!Number.isInteger(this.poolSize) || this.poolSize < 1) {
       throw new SamplingError('invalid_argument', `poolSize must be a positive integer, got ${options.poolSize}`);
     }
-    this.target = this.power.alpha === 1 ? 1 : this.poolSize;
+    this.topP = options.topP ?? 1;
+    checkTopP(this.topP);
+    this.withConfidence = options.confidence ?? false;
+    this.target = this.power.alpha === 1 && this.topP === 1 && !this.withConfidence ? 1 : this.poolSize;
     this.pool = new Int32Array(this.target * k);
   }
 
@@ -187,12 +228,13 @@ export class BatchSampler implements ChunkSampler {
     if (this.drawn < this.target) return undefined;
     // A source that returned more than asked for gave a larger pool; using it all is still Algorithm 2.
     const pool = this.pool.subarray(0, this.drawn * k);
-    const index = this.cascade.pickWith(pool, k, this.power, rng);
+    const index = this.cascade.pickWith(pool, k, this.power, rng, this.topP);
     this.finished = true;
     // No chunk of the pool occurs n = floor(1/T) times: the cascade could not sharpen to T and
     // fell to a lower level (at worst a plain sample from the pool), as the exact sampler does
     // when it runs out of draws.
     const fallback = this.power.alpha !== Infinity && this.cascade.maxCount < this.power.n;
-    return { chunk: pool.slice(index * k, index * k + k), draws: this.drawn, fallback };
+    const confidence = this.withConfidence && this.drawn > 1 ? { confidence: this.cascade.confidence(index, pool, k) } : {};
+    return { chunk: pool.slice(index * k, index * k + k), draws: this.drawn, fallback, ...confidence };
   }
 }

@@ -33,6 +33,25 @@ export interface SampleResult {
    * draw budget and used its fallback, or no chunk of the batch pool occurred floor(1/T) times.
    */
   readonly fallback: boolean;
+  /** The batch sampler's estimate of the chosen chunk's probability, where it drew a pool (see PoolConfidence). */
+  readonly confidence?: PoolConfidence;
+}
+
+/**
+ * What a pool of N model samples says of the chunk chosen from it: its frequency c / N, an
+ * unbiased estimate of its probability under the model at T = 1, and that estimate's standard
+ * error sqrt(f (1 - f) / N) (binomial; 0 when every sample or none was the chunk, where the
+ * estimate is still uncertain by about 1 / N).
+ */
+export interface PoolConfidence {
+  readonly frequency: number;
+  readonly stderr: number;
+  readonly pool: number;
+}
+
+/** Nucleus mass: 0 < top_p <= 1 (1: off). */
+export function checkTopP(topP: number): void {
+  if (!(topP > 0 && topP <= 1)) throw new SamplingError('invalid_argument', `top_p must be in (0, 1], got ${topP}`);
 }
 
 /**

@@ -30,7 +30,8 @@ export function argmax(logits: Float32Array): number {
 export class SoftmaxSampler {
   private scratch = new Float64Array(0);
 
-  sample(logits: Float32Array, temperature: number, rng: Rng): number {
+  /** `topP` < 1: nucleus sampling, from the most probable tokens (ties by lower id) whose mass reaches top_p. */
+  sample(logits: Float32Array, temperature: number, rng: Rng, topP = 1): number {
     checkTokenTemperature(temperature);
     // 1/T overflows for T = 0 and subnormal T: both mean greedy.
     const inv = 1 / temperature;
@@ -52,6 +53,7 @@ export class SoftmaxSampler {
     if (!(total > 0 && Number.isFinite(total))) {
       throw new SamplingError('invalid_argument', 'logits must contain a finite maximum and no NaN');
     }
+    if (topP < 1) return this.nucleus(logits, max, inv, total, topP, rng);
     const u = rng.next() * total;
     // First index whose running total exceeds u: zero-probability ids (logit -Infinity) never win.
     let lo = 0;
@@ -62,5 +64,21 @@ export class SoftmaxSampler {
       else lo = mid + 1;
     }
     return lo;
+  }
+
+  private nucleus(logits: Float32Array, max: number, inv: number, total: number, topP: number, rng: Rng): number {
+    const vocab = logits.length;
+    const weight = (i: number) => Math.exp((logits[i]! - max) * inv);
+    const order = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    let kept = 0;
+    let n = 0;
+    do kept += weight(order[n++]!);
+    while (n < vocab && kept < topP * total);
+    let u = rng.next() * kept;
+    for (let j = 0; j < n; j++) {
+      u -= weight(order[j]!);
+      if (u < 0) return order[j]!;
+    }
+    return order[n - 1]!;
   }
 }
