@@ -108,6 +108,7 @@ export class Engine {
       const sampler = this.manifest.kind === 'calm'
         ? createChunkSampler(this.manifest.patch_size, {
           temperature: req.temperature, sampler: req.sampler, poolSize: req.poolSize, exactMaxDraws: this.options.exactMaxDraws,
+          topP: req.topP, confidence: req.confidence,
         })
         : null;
       seq = new Sequence(req, this.manifest.patch_size, new Rng(req.seed, req.seedStream), sampler, this.decoder, performance.now());
@@ -173,9 +174,9 @@ export class Engine {
         for (const failure of result.failures) {
           for (const seq of failure.seqs) if (seq.state !== 'finished') events.push(this.fail(seq, failure.error));
         }
-        for (const { seq, chunk } of result.sampled) {
+        for (const { seq, chunk, confidence } of result.sampled) {
           if (seq.state !== 'running') continue;
-          const { event, finish } = processChunk(seq, chunk, this.special, this.options.maxPositions);
+          const { event, finish } = processChunk(seq, chunk, this.special, this.options.maxPositions, confidence);
           events.push(event);
           if (finish !== null) events.push(this.end(seq, finish));
           else seq.append(chunk);

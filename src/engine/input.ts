@@ -59,6 +59,18 @@ export class InputProcessor {
     const sampler = req.sampler ?? 'batch';
     if (!SAMPLERS.includes(sampler)) throw new EngineRequestError('invalid_request', `sampler must be "batch" or "exact", got ${String(sampler)}`, 'sampler');
     const poolSize = req.poolSize === undefined ? l.defaultPoolSize : integer(req.poolSize, 'pool_size', 1, l.maxPoolSize);
+    const topP = req.topP ?? 1;
+    if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new EngineRequestError('invalid_request', `top_p must be a number in (0, 1], got ${String(topP)}`, 'top_p');
+    const confidence = req.confidence ?? false;
+    if (typeof confidence !== 'boolean') throw new EngineRequestError('invalid_request', 'confidence must be true or false', 'confidence');
+    if (l.kind === 'calm' && sampler === 'exact') {
+      // Algorithm 1 decides from matching draws, not from a pool: it has no frequencies to cut or report.
+      if (topP < 1) throw new EngineRequestError('invalid_request', 'top_p needs the batch sampler (its pool\'s frequencies); the exact sampler has no pool', 'top_p');
+      if (confidence) throw new EngineRequestError('invalid_request', 'confidence needs the batch sampler (its pool\'s frequencies); the exact sampler has no pool', 'confidence');
+    }
+    if (l.kind === 'ar' && confidence) {
+      throw new EngineRequestError('invalid_request', 'confidence is a CALM extension (a chunk\'s frequency in the sample pool); a token model has no pool', 'confidence');
+    }
     const seed = req.seed === undefined ? randomSeed() : integer(req.seed, 'seed', 0);
     const seedStream = req.seedStream === undefined ? 0 : integer(req.seedStream, 'seed_stream', 0);
     const policy = req.promptPolicy ?? l.promptPolicy;
@@ -83,7 +95,7 @@ export class InputProcessor {
         'for one sequence (--kv-cache-bytes); shorten the prompt or lower max_tokens', 'max_tokens');
     }
     return {
-      id: req.id, input: Int32Array.from(input), promptTokens: tokens.length, maxTokens, temperature, sampler, poolSize, seed, seedStream,
+      id: req.id, input: Int32Array.from(input), promptTokens: tokens.length, maxTokens, temperature, sampler, poolSize, topP, confidence, seed, seedStream,
       stop, ignoreEos: req.ignoreEos === true,
     };
   }

@@ -2,6 +2,7 @@
 // (with ignore_eos) EOS are cut, max_tokens is counted in tokens, the text is detokenized
 // incrementally and matched against the stop strings; the sequence's last chunk carries
 // everything still held back and its finish reason.
+import type { PoolConfidence } from '../sampling/chunks.js';
 import type { Sequence } from './sequence.js';
 import { cutChunk } from './stopping.js';
 import type { ChunkEvent, DoneEvent, FinishReason } from './types.js';
@@ -12,7 +13,7 @@ export interface SpecialIds {
 }
 
 /** The chunk event for one sampled chunk, and the reason the sequence ends with it (null: it goes on). */
-export function processChunk(seq: Sequence, chunk: Int32Array, special: SpecialIds, maxPositions: number): { event: ChunkEvent; finish: FinishReason | null } {
+export function processChunk(seq: Sequence, chunk: Int32Array, special: SpecialIds, maxPositions: number, confidence?: PoolConfidence): { event: ChunkEvent; finish: FinishReason | null } {
   const req = seq.request;
   const cut = cutChunk(chunk, special.pad, special.eos, req.maxTokens - seq.generated, req.ignoreEos);
   let finish = cut.finish;
@@ -25,7 +26,9 @@ export function processChunk(seq: Sequence, chunk: Int32Array, special: SpecialI
     const tail = seq.stop.push(seq.detokenizer.flush());
     text += tail.stopped === null ? tail.text + seq.stop.flush() : tail.text;
   }
-  const event: ChunkEvent = { type: 'chunk', id: seq.id, tokenIds: cut.ids, text, ...(finish !== null ? { finishReason: finish } : {}) };
+  const event: ChunkEvent = {
+    type: 'chunk', id: seq.id, tokenIds: cut.ids, text, ...(finish !== null ? { finishReason: finish } : {}), ...(confidence ? { confidence } : {}),
+  };
   return { event, finish };
 }
 

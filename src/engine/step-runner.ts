@@ -3,7 +3,7 @@
 // A failing model call fails exactly the sequences it carried; the others go on.
 import type { BundleManifest } from '../model/bundle.js';
 import type { BackboneBatch, ModelRunner } from '../model/runner.js';
-import type { SampleResult } from '../sampling/chunks.js';
+import type { PoolConfidence, SampleResult } from '../sampling/chunks.js';
 import { SoftmaxSampler } from '../sampling/softmax.js';
 import { type ChunkDraw, type DrawLimits, drawChunks } from './chunk-draws.js';
 import type { StepPlan } from './scheduler.js';
@@ -15,6 +15,7 @@ const MIN_POOLED_DRAWS = 16;
 export interface Sampled {
   seq: Sequence;
   chunk: Int32Array;
+  confidence?: PoolConfidence;
 }
 
 export interface Failure {
@@ -111,7 +112,8 @@ export class StepRunner {
         } else if (outcome !== undefined) {
           if (outcome.fallback) fallbacks++;
           seq.drawing = null;
-          sampled.push({ seq, chunk: (outcome as SampleResult).chunk });
+          const { chunk, confidence } = outcome as SampleResult;
+          sampled.push({ seq, chunk, ...(confidence ? { confidence } : {}) });
         } else if (seq.drawing === null) {
           // out of this step's draw budget: keep what the sampler draws from (a copy: the
           // backbone's output goes away with the step)
@@ -122,7 +124,7 @@ export class StepRunner {
     } else {
       for (const { seq, out } of toSample) {
         try {
-          sampled.push({ seq, chunk: Int32Array.of(this.softmax.sample(out!, seq.request.temperature, seq.rng)) });
+          sampled.push({ seq, chunk: Int32Array.of(this.softmax.sample(out!, seq.request.temperature, seq.rng, seq.request.topP)) });
         } catch (err) {
           failures.push({ seqs: [seq], error: asError(err) });
         }

@@ -1,4 +1,5 @@
 // What goes into the engine and what comes out of it. Plain data: these cross the worker boundary.
+import type { PoolConfidence } from '../sampling/chunks.js';
 import type { PromptPolicy } from './prompt.js';
 
 export type SamplerKind = 'batch' | 'exact';
@@ -14,6 +15,10 @@ export interface GenerateRequest {
   temperature: number;
   /** CALM batch-approximation pool size N */
   poolSize?: number;
+  /** nucleus: CALM on the batch pool's empirical distribution, AR on the softmax (0 < top_p <= 1; default 1) */
+  topP?: number;
+  /** CALM: report each chunk's pool frequency and its standard error (ChunkEvent.confidence) */
+  confidence?: boolean;
   /** CALM sampler for 0 < T < 1: the batch approximation (default) or the exact algorithm */
   sampler?: SamplerKind;
   seed?: number;
@@ -40,6 +45,8 @@ export interface EngineRequest {
   /** CALM only */
   sampler: SamplerKind;
   poolSize: number;
+  topP: number;
+  confidence: boolean;
   seed: number;
   seedStream: number;
   stop: string[];
@@ -63,6 +70,8 @@ export interface ChunkEvent {
   text: string;
   /** set on the request's last chunk (its `done` event follows in the same step) */
   finishReason?: FinishReason;
+  /** CALM, when the request asked for it: the chosen chunk's frequency in its pool (src/sampling/chunks.ts) */
+  confidence?: PoolConfidence;
 }
 
 export interface DoneEvent {

@@ -12,6 +12,9 @@ export interface ChunkSamplerSettings {
   poolSize: number;
   /** draw budget per step of the exact sampler */
   exactMaxDraws: number;
+  /** batch sampler only: nucleus on the pool (default 1), and the chosen chunk's pool frequency */
+  topP?: number;
+  confidence?: boolean;
 }
 
 /** The sampler a request (or an evaluation) asked for; throws SamplingError for a temperature outside [0, 1]. */
@@ -19,5 +22,5 @@ export function createChunkSampler(k: number, s: ChunkSamplerSettings): ChunkSam
   chunkPower(s.temperature);
   return s.sampler === 'exact'
     ? new ExactSampler(k, { temperature: s.temperature, maxDraws: s.exactMaxDraws })
-    : new BatchSampler(k, { temperature: s.temperature, poolSize: s.poolSize });
+    : new BatchSampler(k, { temperature: s.temperature, poolSize: s.poolSize, topP: s.topP ?? 1, confidence: s.confidence ?? false });
 }

@@ -7,7 +7,7 @@ import { EngineRequestError, type InputProcessor } from '../../src/engine/input.
 import { alignPrompt } from '../../src/engine/prompt.js';
 import { createEngine } from '../../src/engine/setup.js';
 import { cutChunk } from '../../src/engine/stopping.js';
-import type { DoneEvent, EngineEvent, ErrorEvent, GenerateRequest } from '../../src/engine/types.js';
+import type { ChunkEvent, DoneEvent, EngineEvent, ErrorEvent, GenerateRequest } from '../../src/engine/types.js';
 import { loadBundle } from '../../src/model/bundle.js';
 import { DEFAULT_AR_MODEL_DIR, DEFAULT_MODEL_DIR } from '../../src/model/defaults.js';
 import { type Device, isDevice } from '../../src/model/sessions.js';
@@ -345,5 +345,38 @@ describe('sampling budget', () => {
       edges.forEach((t, i) => assert.equal((h.done(`t${i}`) as DoneEvent).finishReason, 'length', `T = ${t}`));
       assert.equal(h.text('t0'), h.text('t1'), 'T = -0 is greedy, like T = 0');
     }
+  });
+});
+
+describe('what the pool can tell', () => {
+  test('confidence: every CALM chunk carries its pool frequency; top_p cuts the pool; refusals name the field', async () => {
+    const h = await harness();
+    h.submit(req('c', { maxTokens: 16, poolSize: 64, confidence: true }));
+    h.submit(req('p', { maxTokens: 16, poolSize: 64, topP: 0.5, temperature: 0.7 }));
+    h.submit(req('x', { sampler: 'exact', temperature: 0.5, topP: 0.9 }));
+    h.submit(req('y', { sampler: 'exact', temperature: 0.5, confidence: true }));
+    h.submit(req('z', { topP: 0 }));
+    await h.drain();
+    const chunks = (h.events.get('c') ?? []).filter((e): e is ChunkEvent => e.type === 'chunk');
+    assert.equal(chunks.length, 4);
+    for (const c of chunks) {
+      const { frequency, stderr, pool } = c.confidence!;
+      assert.equal(pool, 64);
+      assert.ok(frequency > 0 && frequency <= 1 && Number.isInteger(frequency * 64));
+      assert.ok(Math.abs(stderr - Math.sqrt((frequency * (1 - frequency)) / 64)) < 1e-12);
+    }
+    assert.ok((h.events.get('p') ?? []).every((e) => e.type !== 'chunk' || e.confidence === undefined), 'no confidence unless asked');
+    assert.equal((h.done('p') as DoneEvent).finishReason, 'length');
+    for (const [id, param] of [['x', 'top_p'], ['y', 'confidence'], ['z', 'top_p']] as const) {
+      const e = h.done(id) as ErrorEvent;
+      assert.equal(e.type, 'error');
+      assert.equal(e.param, param);
+    }
+    const ar = await harness({}, DEFAULT_AR_MODEL_DIR);
+    ar.submit(req('a', { confidence: true }));
+    ar.submit(req('b', { topP: 0.5, maxTokens: 8 }));
+    await ar.drain();
+    assert.equal((ar.done('a') as ErrorEvent).param, 'confidence');
+    assert.equal((ar.done('b') as DoneEvent).finishReason, 'length');
   });
 });
