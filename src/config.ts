@@ -6,7 +6,10 @@ import { ENGINE_DEFAULTS, type EngineConfig } from './engine/config.js';
 import { PROMPT_POLICIES, type PromptPolicy } from './engine/prompt.js';
 import { DEFAULT_MODEL_DIR } from './model/defaults.js';
 
-export interface ServerConfig extends EngineConfig {
+/** The server's settings: the engine's for every model (each model gets its own engine, KV budget included), less the one bundle. */
+export interface ServerConfig extends Omit<EngineConfig, 'modelDir'> {
+  /** bundle directories, one engine thread each; the first is the default when it is the only one */
+  modelDirs: string[];
   host: string;
   port: number;
   /** accepted API keys; empty: no authentication */
@@ -22,8 +25,8 @@ export interface ServerConfig extends EngineConfig {
   healthStallMs: number;
   logLevel: string;
   logPrompts: boolean;
-  /** model id reported by the API (default: the bundle's name) */
-  modelName: string;
+  /** model ids reported by the API, one per bundle in modelDirs' order (empty: each bundle's name) */
+  modelNames: string[];
   /** choices per prompt (`n`) at most */
   maxN: number;
 }
@@ -41,8 +44,8 @@ interface Option {
 }
 
 export const OPTIONS: Option[] = [
-  { key: 'modelDir', flag: 'model', kind: 'string', help: 'model bundle directory' },
-  { key: 'modelName', flag: 'model-name', kind: 'string', help: "model id in the API (default: the bundle's name)" },
+  { key: 'modelDirs', flag: 'model', kind: 'list', help: 'model bundle directory; repeat the flag or give a comma list to serve several models, each with its own engine thread and KV budget' },
+  { key: 'modelNames', flag: 'model-name', kind: 'list', help: "model id in the API (default: the bundle's name); with several models, one id per --model, in the same order (a comma list)" },
   { key: 'host', flag: 'host', kind: 'string', alias: 'HOST', help: 'address to listen on' },
   { key: 'port', flag: 'port', kind: 'int', alias: 'PORT', help: 'port to listen on' },
   { key: 'device', flag: 'device', kind: 'string', choices: ['cpu', 'webgpu', 'cuda'], help: 'onnxruntime execution provider (webgpu: a GPU through Vulkan, docs/gpu.md)' },
@@ -50,7 +53,7 @@ export const OPTIONS: Option[] = [
   { key: 'interOpThreads', flag: 'inter-op-threads', kind: 'int', help: 'onnxruntime threads across operators' },
   { key: 'maxRunning', flag: 'max-running', kind: 'int', help: 'sequences decoded together at most (continuous batching)' },
   { key: 'maxWaiting', flag: 'max-waiting', kind: 'int', help: 'requests queued at most; beyond it 429 with Retry-After' },
-  { key: 'kvCacheBytes', flag: 'kv-cache-bytes', kind: 'bytes', help: 'KV pool memory budget (bytes; suffixes k, m, g)' },
+  { key: 'kvCacheBytes', flag: 'kv-cache-bytes', kind: 'bytes', help: 'KV pool memory budget of each model (bytes; suffixes k, m, g)' },
   { key: 'blockSize', flag: 'block-size', kind: 'int', help: 'backbone positions per KV block (chunks for CALM, tokens for AR)' },
   { key: 'maxContextTokens', flag: 'max-context-tokens', kind: 'int', help: "context limit in tokens (0: the model's)" },
   { key: 'maxBatchedPositions', flag: 'max-batched-positions', kind: 'int', help: 'backbone positions per step at most, decode first (at least --max-running)' },
@@ -75,8 +78,8 @@ export const OPTIONS: Option[] = [
 
 export const SERVER_DEFAULTS: ServerConfig = {
   ...ENGINE_DEFAULTS,
-  modelDir: DEFAULT_MODEL_DIR,
-  modelName: '',
+  modelDirs: [DEFAULT_MODEL_DIR],
+  modelNames: [],
   host: '0.0.0.0',
   port: 8000,
   apiKeys: [],
@@ -127,7 +130,7 @@ function convert(o: Option, v: string, source: string): unknown {
 
 /** Reads flags (argv) and the environment into one config. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
-  const config: ServerConfig = { ...SERVER_DEFAULTS, apiKeys: [], corsOrigins: [] };
+  const config: ServerConfig = { ...SERVER_DEFAULTS, modelDirs: [...SERVER_DEFAULTS.modelDirs], modelNames: [], apiKeys: [], corsOrigins: [] };
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -135,13 +138,17 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     const o = OPTIONS.find((x) => x.flag === name);
     if (!o) throw new ConfigError(`unknown option --${name} (see calm serve --help)`);
-    if (inline !== undefined) flags.set(name, inline);
-    else if (o.kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) flags.set(name, 'true');
+    let value: string;
+    if (inline !== undefined) value = inline;
+    else if (o.kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) value = 'true';
     else {
       const next = argv[++i];
       if (next === undefined) throw new ConfigError(`--${name} needs a value`);
-      flags.set(name, next);
+      value = next;
     }
+    // A list flag given again adds to it (--model a --model b); any other flag's last value wins.
+    const before = flags.get(name);
+    flags.set(name, o.kind === 'list' && before !== undefined ? `${before},${value}` : value);
   }
   let keysFile: string | undefined;
   for (const o of OPTIONS) {
@@ -177,6 +184,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (config.defaultPoolSize > config.maxPoolSize) {
     throw new ConfigError(`pool-size (${config.defaultPoolSize}) must not exceed max-pool-size (${config.maxPoolSize})`);
   }
+  if (config.modelDirs.length === 0) throw new ConfigError('model must name at least one bundle directory');
+  if (config.modelNames.length > 0 && config.modelNames.length !== config.modelDirs.length) {
+    throw new ConfigError(`model-name gives ${config.modelNames.length} id(s) for ${config.modelDirs.length} model(s): give one id per --model, in the same order, or none`);
+  }
+  const repeated = config.modelNames.find((id, i) => config.modelNames.indexOf(id) !== i);
+  if (repeated !== undefined) throw new ConfigError(`model-name ${JSON.stringify(repeated)} is given twice: every served model needs its own id`);
   config.promptPolicy = config.promptPolicy as PromptPolicy;
   return config;
 }

@@ -9,7 +9,8 @@ test('defaults: port 8000 on every interface, the shipped CALM bundle', () => {
   const c = loadConfig([], {});
   assert.equal(c.port, 8000);
   assert.equal(c.host, '0.0.0.0');
-  assert.equal(c.modelDir, SERVER_DEFAULTS.modelDir);
+  assert.deepEqual(c.modelDirs, SERVER_DEFAULTS.modelDirs);
+  assert.deepEqual(c.modelNames, []);
 });
 
 test('flags beat CALM_* variables, which beat defaults; PORT and HOST work too', () => {
@@ -41,4 +42,16 @@ test('bad values are refused with the option named', () => {
 test('--help lists every option with its environment variable', () => {
   const help = helpText();
   for (const o of OPTIONS) assert.ok(help.includes(`--${o.flag}`) && help.includes(`CALM_${o.flag.toUpperCase().replace(/-/g, '_')}`), o.flag);
+});
+
+test('several models: --model repeated or a comma list (CALM_MODEL too), --model-name one id per model', () => {
+  assert.deepEqual(loadConfig(['--model', 'a', '--model', 'b'], {}).modelDirs, ['a', 'b']);
+  assert.deepEqual(loadConfig([], { CALM_MODEL: 'a, b' }).modelDirs, ['a', 'b']);
+  assert.deepEqual(loadConfig(['--model=a,b'], { CALM_MODEL: 'c' }).modelDirs, ['a', 'b'], 'flags win over the environment');
+  const named = loadConfig(['--model', 'a', '--model', 'b', '--model-name', 'x,y'], {});
+  assert.deepEqual(named.modelNames, ['x', 'y']);
+  assert.deepEqual(loadConfig(['--model-name', 'mine'], {}).modelNames, ['mine'], 'one model, one name, as before');
+  assert.throws(() => loadConfig(['--model', 'a', '--model', 'b', '--model-name', 'x'], {}), /model-name gives 1 id\(s\) for 2 model\(s\)/);
+  assert.throws(() => loadConfig(['--model', 'a,b', '--model-name', 'x,x'], {}), /model-name "x" is given twice/);
+  assert.throws(() => loadConfig([], { CALM_MODEL: '' }), /at least one bundle/);
 });

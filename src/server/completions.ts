@@ -2,11 +2,11 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DoneEvent, EngineRequest } from '../engine/types.js';
-import type { ServerContext } from './context.js';
+import type { ServedModel, ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
 import { logCompletion, markLogged } from './logging.js';
-import { type CompletionParams, engineRequests, parseCompletion } from './request.js';
+import { type CompletionParams, engineRequests, parseCompletion, routeModel } from './request.js';
 import { STREAM_DEFAULTS } from './stream-ws.js';
 
 interface Choice {
@@ -18,8 +18,8 @@ interface Choice {
   result: DoneEvent | ApiError | null;
 }
 
-function promptText(ctx: ServerContext, prompt: string | number[]): string {
-  return typeof prompt === 'string' ? prompt : ctx.tokenizer.decode(prompt);
+function promptText(model: ServedModel, prompt: string | number[]): string {
+  return typeof prompt === 'string' ? prompt : model.tokenizer.decode(prompt);
 }
 
 function usage(choices: Choice[], n: number) {
@@ -36,29 +36,32 @@ function usage(choices: Choice[], n: number) {
 export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
   app.post('/v1/completions', async (req: FastifyRequest, reply: FastifyReply) => {
     const id = `cmpl-${randomUUID()}`;
+    let model: ServedModel | undefined;
     let params: CompletionParams;
     let requests: EngineRequest[];
     try {
-      admit(ctx.generation, 1); // before parsing: refusing under load must stay cheap
-      params = parseCompletion(req.body, ctx.served, ctx.config.maxN);
-      requests = engineRequests(params, id, ctx.engine.input, ctx.generation.capacity);
-      admit(ctx.generation, requests.length);
+      model = routeModel(req.body, ctx.models);
+      admit(model.generation, 1); // before parsing: refusing under load must stay cheap
+      params = parseCompletion(req.body, model.id, ctx.config.maxN);
+      requests = engineRequests(params, id, model.engine.input, model.generation.capacity);
+      admit(model.generation, requests.length);
     } catch (err) {
-      ctx.metrics.refused();
+      // (a request that names no served model is no model's refusal)
+      model?.metrics.refused();
       throw err;
     }
     const created = Math.floor(Date.now() / 1000);
     const choices: Choice[] = requests.map((_, index) => ({ index, prompt: params.prompts[Math.floor(index / params.n)]!, text: '', echoed: false, result: null }));
     if (ctx.config.logPrompts) req.log.debug({ prompts: params.prompts }, 'completion prompts');
     return params.stream
-      ? stream(ctx, req, reply, params, requests, choices, id, created)
-      : whole(ctx, req, reply, params, requests, choices, id, created);
+      ? stream(ctx, model, req, reply, params, requests, choices, id, created)
+      : whole(ctx, model, req, reply, params, requests, choices, id, created);
   });
 }
 
-async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams, requests: EngineRequest[],
+async function whole(ctx: ServerContext, model: ServedModel, req: FastifyRequest, reply: FastifyReply, params: CompletionParams, requests: EngineRequest[],
   choices: Choice[], id: string, created: number) {
-  const gens: Generation[] = requests.map((r, i) => startGeneration(ctx.generation, r, (e) => (choices[i]!.text += e.text)));
+  const gens: Generation[] = requests.map((r, i) => startGeneration(model.generation, r, (e) => (choices[i]!.text += e.text)));
   const cancelAll = () => gens.forEach((g) => g.cancel());
   // The response's 'close' before it was written means the client went away.
   reply.raw.once('close', () => {
@@ -75,20 +78,20 @@ async function whole(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
     id,
     object: 'text_completion',
     created,
-    model: ctx.served.id,
+    model: model.id,
     choices: choices.map((c) => {
       const r = c.result as DoneEvent;
-      return { index: c.index, text: (params.echo ? promptText(ctx, c.prompt) : '') + c.text, finish_reason: r.finishReason, logprobs: null };
+      return { index: c.index, text: (params.echo ? promptText(model, c.prompt) : '') + c.text, finish_reason: r.finishReason, logprobs: null };
     }),
     usage: usage(choices, params.n),
   };
-  logDone(ctx, req, id, choices, params);
+  logDone(ctx, model, req, id, choices, params);
   return body;
 }
 
-async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, params: CompletionParams,
+async function stream(ctx: ServerContext, model: ServedModel, req: FastifyRequest, reply: FastifyReply, params: CompletionParams,
   requests: EngineRequest[], choices: Choice[], id: string, created: number) {
-  const base = { id, object: 'text_completion', created, model: ctx.served.id };
+  const base = { id, object: 'text_completion', created, model: model.id };
   const extra = params.includeUsage ? { usage: null } : {};
   // Every request was validated before this point: headers go out at once, and what fails later
   // (an engine failure, a timeout) is reported inside the stream.
@@ -112,13 +115,13 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     }
   };
   const chunk = (c: Choice, text: string, finish: DoneEvent['finishReason'] | null) => {
-    const prefix = params.echo && !c.echoed ? promptText(ctx, c.prompt) : '';
+    const prefix = params.echo && !c.echoed ? promptText(model, c.prompt) : '';
     c.echoed = true;
     send({ ...base, choices: [{ index: c.index, text: prefix + text, finish_reason: finish, logprobs: null }], ...extra });
   };
   const finishSent = choices.map(() => false);
   const gens: Generation[] = requests.map((r, i) =>
-    startGeneration(ctx.generation, r, (e) => {
+    startGeneration(model.generation, r, (e) => {
       const finish = e.finishReason ?? null;
       if (e.text.length > 0 || finish) chunk(choices[i]!, e.text, finish);
       if (finish) finishSent[i] = true;
@@ -141,15 +144,15 @@ async function stream(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
   if (params.includeUsage) send({ ...base, choices: [], usage: usage(choices, params.n) });
   send('[DONE]');
   reply.raw.end();
-  logDone(ctx, req, id, choices, params);
+  logDone(ctx, model, req, id, choices, params);
 }
 
 /** The completion's one log line, in place of the request's (every choice has its result by now). */
-function logDone(ctx: ServerContext, req: FastifyRequest, id: string, choices: Choice[], params: CompletionParams): void {
+function logDone(ctx: ServerContext, model: ServedModel, req: FastifyRequest, id: string, choices: Choice[], params: CompletionParams): void {
   markLogged(req);
   logCompletion(req.log, {
     id,
-    model: ctx.served.id,
+    model: model.id,
     transport: params.stream ? 'sse' : 'http',
     results: choices.map((c) => c.result!),
     promptTokens: usage(choices, params.n).prompt_tokens,

@@ -4,17 +4,26 @@ import type { EngineClient } from '../engine/client.js';
 import type { TextTokenizer } from '../model/tokenizer.js';
 import type { Admission, GenerationOptions } from './generation.js';
 import type { RequestMetrics } from './metrics-api.js';
-import type { ServedModel } from './request.js';
+
+/** One served model: its id in the API and its own engine thread (KV pool, queue, metrics series). */
+export interface ServedModel {
+  id: string;
+  kind: 'calm' | 'ar';
+  engine: EngineClient;
+  /** for echo of token-id prompts; the engine thread has its own */
+  tokenizer: TextTokenizer;
+  /** this model's series (the `model` label) */
+  metrics: RequestMetrics;
+  /** the options every generation of this model starts with */
+  generation: GenerationOptions;
+}
 
 export interface ServerContext {
   config: ServerConfig;
-  engine: EngineClient;
+  /** every served model, in --model order; the `model` field of a request picks one (request.ts, routeModel) */
+  models: readonly ServedModel[];
+  /** the first model: the one requests without `model` use when it is the only one */
   served: ServedModel;
-  /** for echo of token-id prompts; the engine thread has its own */
-  tokenizer: TextTokenizer;
   admission: Admission;
-  metrics: RequestMetrics;
-  /** the options every generation starts with */
-  generation: GenerationOptions;
   startedAt: number;
 }

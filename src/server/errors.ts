@@ -58,6 +58,19 @@ export const unauthorized = () =>
 
 export const notFound = (message: string, code = 'not_found') => new ApiError(404, 'not_found_error', message, null, code);
 
+/**
+ * A request naming no served model (an unknown id, or none while several are served). It lists
+ * the served ids, so a client can correct itself without another round trip to /v1/models.
+ */
+export const modelNotFound = (requested: string | null, served: readonly string[]) => {
+  const ids = served.map((id) => JSON.stringify(id)).join(', ');
+  const message = requested === null
+    ? `This server serves several models (${ids}): name one in the "model" field.`
+    : `The model ${JSON.stringify(requested)} does not exist; this server serves ${ids}.`;
+  // (param null, as OpenAI sends it with model_not_found)
+  return new ApiError(404, 'not_found_error', message, null, 'model_not_found');
+};
+
 export const queueFull = (retryAfter: number) =>
   new ApiError(429, 'rate_limit_exceeded', 'The server is at capacity: too many requests are waiting. Retry later.', null, 'queue_full', retryAfter);
 

@@ -9,7 +9,7 @@ import { ApiError, draining, engineUnavailable, invalidRequest, queueFull, serve
 import type { RequestMetrics } from './metrics-api.js';
 
 export interface Admission {
-  /** requests submitted to the engine and not yet finished */
+  /** requests submitted to an engine and not yet finished, every model's */
   inflight: number;
   draining: boolean;
   /** the running generations, for the end of a drain */
@@ -23,11 +23,19 @@ export interface LiveGeneration {
   abandon(error: ApiError): void;
 }
 
+/** One model's share of the admitted requests: each engine has its own queue, so its own bound. */
+export interface ModelLoad {
+  inflight: number;
+}
+
+/** What every generation of one model starts with. */
 export interface GenerationOptions {
   engine: EngineClient;
+  /** the server's, shared by every model (drain) */
   admission: Admission;
+  load: ModelLoad;
   metrics: RequestMetrics;
-  /** bound on in-flight requests (running + waiting) */
+  /** bound on this model's in-flight requests (its engine's running + waiting) */
   capacity: number;
   timeoutMs: number;
 }
@@ -40,7 +48,7 @@ export interface GenerationOptions {
 export function admit(opts: GenerationOptions, count: number): void {
   if (opts.admission.draining) throw draining();
   if (!opts.engine.alive) throw engineUnavailable();
-  if (opts.admission.inflight + count > opts.capacity) throw queueFull(1);
+  if (opts.load.inflight + count > opts.capacity) throw queueFull(1);
 }
 
 export function engineError(e: ErrorEvent): ApiError {
@@ -68,6 +76,7 @@ export interface Generation {
 export function startGeneration(opts: GenerationOptions, request: EngineRequest, onChunk: (e: EngineEvent & { type: 'chunk' }) => void): Generation {
   const observer = opts.metrics.startRequest();
   opts.admission.inflight++;
+  opts.load.inflight++;
   let settled = false;
   let sawText = false;
   let timer: NodeJS.Timeout | undefined;
@@ -89,6 +98,7 @@ export function startGeneration(opts: GenerationOptions, request: EngineRequest,
     settled = true;
     if (timer) clearTimeout(timer);
     opts.admission.inflight--;
+    opts.load.inflight--;
     opts.admission.live.delete(live);
     resolveFinished(v);
   };

@@ -6,14 +6,10 @@
 import { EngineRequestError, type InputProcessor } from '../engine/input.js';
 import type { PromptPolicy } from '../engine/prompt.js';
 import type { EngineRequest, SamplerKind } from '../engine/types.js';
-import { type ApiError, invalidRequest, notFound } from './errors.js';
-
-export interface ServedModel {
-  id: string;
-  kind: 'calm' | 'ar';
-}
+import { type ApiError, invalidRequest, modelNotFound } from './errors.js';
 
 export interface CompletionParams {
+  /** the served model's id (routeModel chose it) */
   model: string;
   /** one entry per prompt: text or token ids */
   prompts: (string | number[])[];
@@ -72,12 +68,34 @@ const UNSUPPORTED: Record<string, string> = {
   logit_bias: 'logit_bias needs token logits, which a CALM model does not produce',
 };
 
-export function parseCompletion(raw: unknown, served: ServedModel, maxN: number): CompletionParams {
+function objectBody(raw: unknown): Body {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalidRequest('the request body must be a JSON object', null, 'invalid_type');
-  const body = raw as Body;
-  const model = body.model;
-  if (typeof model !== 'string') throw invalidRequest('model is required and must be a string', 'model', 'missing_required_parameter');
-  if (model !== served.id) throw notFound(`The model ${JSON.stringify(model)} does not exist; this server serves ${JSON.stringify(served.id)}.`, 'model_not_found');
+  return raw as Body;
+}
+
+/**
+ * The served model a request's `model` field names. Without the field, the only model when one
+ * is served (as vLLM does); with several, a missing field or an id no model has is a 404 listing
+ * the served ids. Cheap (one field read), so it runs before admission, which is per model.
+ */
+export function routeModel<M extends { id: string }>(raw: unknown, models: readonly M[]): M {
+  // A body that is no object is parseCompletion's 400, counted as the sole model's refusal.
+  const isObject = typeof raw === 'object' && raw !== null && !Array.isArray(raw);
+  if (!isObject && models.length === 1) return models[0]!;
+  const model = objectBody(raw).model;
+  if (model === undefined || model === null) {
+    if (models.length === 1) return models[0]!;
+    throw modelNotFound(null, models.map((m) => m.id));
+  }
+  if (typeof model !== 'string') throw invalidRequest(`model must be a string, got ${JSON.stringify(model)}`, 'model', 'invalid_type');
+  const found = models.find((m) => m.id === model);
+  if (!found) throw modelNotFound(model, models.map((m) => m.id));
+  return found;
+}
+
+/** The completion's fields, for the model routeModel chose. */
+export function parseCompletion(raw: unknown, model: string, maxN: number): CompletionParams {
+  const body = objectBody(raw);
   if (body.prompt === undefined) throw invalidRequest('prompt is required', 'prompt', 'missing_required_parameter');
   for (const [key, why] of Object.entries(UNSUPPORTED)) {
     const v = body[key];

@@ -8,11 +8,11 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import type { DoneEvent } from '../engine/types.js';
-import type { ServerContext } from './context.js';
+import type { ServedModel, ServerContext } from './context.js';
 import { ApiError, badHandshake, invalidRequest, notUpgradable, serverError, upgradeRequired } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
 import { logCompletion, redactUrl } from './logging.js';
-import { engineRequests, parseCompletion } from './request.js';
+import { engineRequests, parseCompletion, routeModel } from './request.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const MAX_CLIENT_ID_LENGTH = 256;
@@ -198,25 +198,29 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
       }
       const body: Record<string, unknown> = { ...msg };
       for (const key of PROTOCOL_FIELDS) delete body[key];
+      let model: ServedModel | undefined;
       let requests;
       let params;
       try {
-        admit(ctx.generation, 1);
-        params = parseCompletion(body, ctx.served, ctx.config.maxN);
+        model = routeModel(body, ctx.models);
+        admit(model.generation, 1);
+        params = parseCompletion(body, model.id, ctx.config.maxN);
         if (params.echo) throw invalidRequest('echo is not supported on the WebSocket stream: the client has its prompt', 'echo', 'unsupported_parameter');
-        requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`, ctx.engine.input, ctx.generation.capacity);
-        admit(ctx.generation, requests.length);
+        requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`, model.engine.input, model.generation.capacity);
+        admit(model.generation, requests.length);
       } catch (err) {
-        ctx.metrics.refused();
+        // (a message that names no served model is no model's refusal)
+        model?.metrics.refused();
         throw err;
       }
+      const served = model;
       const engineId = requests[0]!.id.replace(/-0$/, '');
       const results: (DoneEvent | ApiError)[] = [];
       const promptTokens = (n: number) => results.reduce((sum, r, i) => (i % n === 0 && !(r instanceof ApiError) ? sum + r.usage.promptTokens : sum), 0);
       const entry: Live = { generations: [], open: requests.length };
       live.set(id, entry);
       requests.forEach((req, index) => {
-        const g = startGeneration(ctx.generation, req, (e) => {
+        const g = startGeneration(served.generation, req, (e) => {
           if (e.text.length === 0 && e.tokenIds.length === 0) return;
           send({ type: 'chunk', id, index, token_ids: e.tokenIds, text: e.text });
         });
@@ -238,7 +242,7 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
           results[index] = result;
           if (--entry.open > 0) return;
           if (live.get(id) === entry) live.delete(id);
-          logCompletion(request.log, { id: engineId, model: ctx.served.id, transport: 'websocket', results, promptTokens: promptTokens(params.n) });
+          logCompletion(request.log, { id: engineId, model: served.id, transport: 'websocket', results, promptTokens: promptTokens(params.n) });
         });
       });
     };

@@ -27,9 +27,11 @@ function assertOpenAIError(json: Record<string, any>, param?: string | null) {
   if (param !== undefined) assert.equal(json.error.param, param);
 }
 
+/** A sample of the served model (its `model` label comes first; `name` may carry the other labels). */
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await request(`${url}/metrics`)).body.text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  const series = name.includes('{') ? name.replace('{', '{model="calm-k4",') : `${name}{model="calm-k4"}`;
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return Number(line?.split(' ').at(-1));
 }
 
@@ -61,6 +63,13 @@ describe('OpenAI-compatible completions', () => {
     assert.equal(res.choices[0]!.logprobs, null);
     assert.equal(res.usage?.completion_tokens, 10);
     assert.equal(res.usage?.total_tokens, res.usage!.prompt_tokens + 10);
+  });
+
+  test('a request without model uses the only served model (as vLLM does)', async () => {
+    const res = await post(server.url, { prompt: 'In the beginning', max_tokens: 4, seed: 1 });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json().model, model);
+    assert.equal(res.json().usage.completion_tokens, 4);
   });
 
   test('the same seed gives the same text; n choices differ', async () => {
@@ -350,7 +359,7 @@ describe('liveness, timeouts and CORS', () => {
       const res = await post(server.url, { model: server.ctx.served.id, prompt: 'x', max_tokens: 5000 });
       assert.equal(res.status, 504);
       assert.equal(res.json().error.code, 'timeout');
-      await until(async () => server.ctx.engine.stats.running === 0 && server.ctx.engine.stats.blocksUsed === 0);
+      await until(async () => server.ctx.served.engine.stats.running === 0 && server.ctx.served.engine.stats.blocksUsed === 0);
       assert.equal(await metric(server.url, 'calm_requests_finished_total{reason="timeout"}'), 1);
     } finally {
       await server.drain();

@@ -33,7 +33,7 @@ describe('ignore_eos', () => {
   });
 
   test('max_tokens filling the context: exactly max_tokens tokens, PAD and EOS counted but not in the text', async () => {
-    const contextTokens = server.ctx.engine.info.contextTokens;
+    const contextTokens = server.ctx.served.engine.info.contextTokens;
     const maxTokens = contextTokens - K; // the prompt (BOS + "x") takes one chunk
     const ws = new WebSocket(`${server.url.replace('http', 'ws')}/v1/stream`);
     const messages: ServerMessage[] = [];

@@ -26,11 +26,18 @@ const REQUIRED = [
   'calm_batch_size',
 ];
 
-/** Value of the sample `series` (a name, or a name with its labels as written), or undefined. */
-function sample(body: string, series: string): number | undefined {
-  const line = body.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+/**
+ * Value of the sample `series` of `model` (a name, or a name with its other labels as written:
+ * the model label comes first), or undefined.
+ */
+function sample(body: string, series: string, model = MODEL): number | undefined {
+  const brace = series.indexOf('{');
+  const labelled = brace < 0 ? `${series}{model="${model}"}` : `${series.slice(0, brace)}{model="${model}",${series.slice(brace + 1)}`;
+  const line = body.split('\n').find((l) => l.startsWith(`${labelled} `));
+  return line === undefined ? undefined : Number(line.slice(labelled.length + 1));
 }
+
+const MODEL = 'calm-k4';
 
 describe('metrics', () => {
   let server: TestServer;
@@ -42,8 +49,8 @@ describe('metrics', () => {
     server = await startTestServer({ routes: (app, ctx, metrics) => registerMetricsRoute(app, ctx, metrics) });
     const { ctx } = server;
     const run = (id: string, maxTokens: number) => {
-      admit(ctx.generation, 1);
-      return startGeneration(ctx.generation, ctx.engine.prepare({ id, prompt: 'In the beginning God created', maxTokens, temperature: 1, seed: 5 }), () => {});
+      admit(ctx.served.generation, 1);
+      return startGeneration(ctx.served.generation, ctx.served.engine.prepare({ id, prompt: 'In the beginning God created', maxTokens, temperature: 1, seed: 5 }), () => {});
     };
     const results = await Promise.all([run('m1', 16).finished, run('m2', 12).finished]);
     for (const r of results) assert.ok(!(r instanceof ApiError), `generation failed: ${JSON.stringify(r)}`);
@@ -98,8 +105,8 @@ describe('metrics', () => {
   });
 
   test('a step records only the stages that ran (an AR step has no head or decoder)', async () => {
-    const metrics = new Metrics(server.engine, 'x', { defaultMetrics: false });
-    metrics.observeStep({ totalMs: 12, backboneMs: 8, headMs: 0, decoderMs: 0, samplerMs: 1, batch: 3, sampled: 3, draws: 0, fallbacks: 0 });
+    const metrics = new Metrics({ defaultMetrics: false });
+    metrics.addModel(MODEL, server.engine, { inflight: 0 }).observeStep({ totalMs: 12, backboneMs: 8, headMs: 0, decoderMs: 0, samplerMs: 1, batch: 3, sampled: 3, draws: 0, fallbacks: 0 });
     const { body: text } = await metrics.render();
     assert.equal(sample(text, 'calm_step_duration_seconds_count{stage="backbone"}'), 1);
     assert.equal(sample(text, 'calm_step_duration_seconds_count{stage="sampler"}'), 1);
@@ -110,15 +117,16 @@ describe('metrics', () => {
   });
 
   test('observers count errors, timeouts and refusals', async () => {
-    const metrics = new Metrics(server.engine, 'x', { defaultMetrics: false });
-    const o = metrics.startRequest();
+    const metrics = new Metrics({ defaultMetrics: false });
+    const view = metrics.addModel(MODEL, server.engine, { inflight: 0 });
+    const o = view.startRequest();
     o.finished('error', { promptTokens: 0, completionTokens: 0 }, 0);
     o.finished('error', { promptTokens: 0, completionTokens: 0 }, 0);
-    const t = metrics.startRequest();
+    const t = view.startRequest();
     t.firstChunk();
     t.chunk();
     t.finished('timeout', { promptTokens: 5, completionTokens: 8 }, 2);
-    metrics.refused();
+    view.refused();
     const { body: text } = await metrics.render();
     assert.equal(sample(text, 'calm_requests_finished_total{reason="refused"}'), 1);
     assert.equal(sample(text, 'calm_requests_finished_total{reason="error"}'), 1, 'a second finished() is ignored');

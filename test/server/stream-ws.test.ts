@@ -239,21 +239,22 @@ describe('websocket stream', () => {
 
   test('admission: over capacity and draining are error messages', async () => {
     const c = await open();
-    const { admission, generation } = server.ctx;
+    const { admission } = server.ctx;
+    const { generation } = server.ctx.served;
     // More generations than the server can ever hold: the request's fault, not a reason to retry.
     c.send(gen('big', { prompt: Array.from({ length: generation.capacity + 1 }, () => 'hi') }));
     const never = await c.error('big', 'limit_exceeded');
     assert.equal(never.error.type, 'invalid_request_error');
     assert.equal(never.retry_after, undefined);
     // A full queue right now: 429, retry later.
-    admission.inflight += generation.capacity;
+    generation.load.inflight += generation.capacity;
     try {
       c.send(gen('full'));
       const full = await c.error('full', 'queue_full');
       assert.equal(full.error.type, 'rate_limit_exceeded');
       assert.equal(full.retry_after, 1);
     } finally {
-      admission.inflight -= generation.capacity;
+      generation.load.inflight -= generation.capacity;
     }
     admission.draining = true;
     try {

@@ -8,15 +8,17 @@ import { ENGINE_DEFAULTS } from '../../src/engine/config.js';
 import { loadBundle } from '../../src/model/bundle.js';
 import { DEFAULT_MODEL_DIR } from '../../src/model/defaults.js';
 import { TextTokenizer } from '../../src/model/tokenizer.js';
-import type { ServerContext } from '../../src/server/context.js';
+import type { ServedModel, ServerContext } from '../../src/server/context.js';
 import type { Admission } from '../../src/server/generation.js';
-import { Metrics } from '../../src/server/metrics.js';
+import { Metrics, type ModelMetrics } from '../../src/server/metrics.js';
 
 export interface TestServer {
   app: FastifyInstance;
   ctx: ServerContext;
   engine: EngineClient;
   metrics: Metrics;
+  /** the model's view of `metrics` (its series carry its model label) */
+  modelMetrics: ModelMetrics;
   /** http://127.0.0.1:<port> */
   url: string;
   /** ws://127.0.0.1:<port> */
@@ -34,16 +36,23 @@ export interface TestServerOptions {
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
   const bundle = loadBundle(DEFAULT_MODEL_DIR);
   const engine = await EngineClient.start({ ...ENGINE_DEFAULTS, modelDir: DEFAULT_MODEL_DIR, intraOpThreads: 1 });
-  const metrics = new Metrics(engine, bundle.manifest.name);
+  const metrics = new Metrics();
   const admission: Admission = { inflight: 0, draining: false, live: new Set() };
-  const ctx: ServerContext = {
-    config: { ...SERVER_DEFAULTS, modelDir: DEFAULT_MODEL_DIR, intraOpThreads: 1, logLevel: 'silent' },
+  const load = { inflight: 0 };
+  const modelMetrics = metrics.addModel(bundle.manifest.name, engine, load);
+  const served: ServedModel = {
+    id: bundle.manifest.name,
+    kind: bundle.manifest.kind,
     engine,
-    served: { id: bundle.manifest.name, kind: bundle.manifest.kind, vocabSize: bundle.manifest.vocab_size },
     tokenizer: new TextTokenizer(bundle.paths.tokenizer!, bundle.manifest.special_tokens),
+    metrics: modelMetrics,
+    generation: { engine, admission, load, metrics: modelMetrics, capacity: options.capacity ?? 64, timeoutMs: options.timeoutMs ?? 60_000 },
+  };
+  const ctx: ServerContext = {
+    config: { ...SERVER_DEFAULTS, modelDirs: [DEFAULT_MODEL_DIR], intraOpThreads: 1, logLevel: 'silent' },
+    models: [served],
+    served,
     admission,
-    metrics,
-    generation: { engine, admission, metrics, capacity: options.capacity ?? 64, timeoutMs: options.timeoutMs ?? 60_000 },
     startedAt: Date.now(),
   };
   const app = Fastify({ logger: false });
@@ -62,6 +71,7 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     ctx,
     engine,
     metrics,
+    modelMetrics,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
     close: async () => {
