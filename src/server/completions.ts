@@ -1,7 +1,7 @@
 // POST /v1/completions: OpenAI's completions API, whole or streamed as server-sent events.
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { DoneEvent, EngineRequest } from '../engine/types.js';
+import type { ChunkEvent, DoneEvent, EngineRequest } from '../engine/types.js';
 import type { ServedModel, ServerContext } from './context.js';
 import { ApiError } from './errors.js';
 import { admit, type Generation, startGeneration } from './generation.js';
@@ -114,16 +114,17 @@ async function stream(ctx: ServerContext, model: ServedModel, req: FastifyReques
       reply.raw.destroy();
     }
   };
-  const chunk = (c: Choice, text: string, finish: DoneEvent['finishReason'] | null) => {
+  const chunk = (c: Choice, text: string, finish: DoneEvent['finishReason'] | null, confidence?: ChunkEvent['confidence']) => {
     const prefix = params.echo && !c.echoed ? promptText(model, c.prompt) : '';
     c.echoed = true;
-    send({ ...base, choices: [{ index: c.index, text: prefix + text, finish_reason: finish, logprobs: null }], ...extra });
+    // `confidence` is calm-serve's extension field (opt-in): OpenAI clients ignore unknown fields.
+    send({ ...base, choices: [{ index: c.index, text: prefix + text, finish_reason: finish, logprobs: null, ...(confidence ? { confidence } : {}) }], ...extra });
   };
   const finishSent = choices.map(() => false);
   const gens: Generation[] = requests.map((r, i) =>
     startGeneration(model.generation, r, (e) => {
       const finish = e.finishReason ?? null;
-      if (e.text.length > 0 || finish) chunk(choices[i]!, e.text, finish);
+      if (e.text.length > 0 || finish || e.confidence) chunk(choices[i]!, e.text, finish, e.confidence);
       if (finish) finishSent[i] = true;
     }),
   );

@@ -23,6 +23,10 @@ export interface CompletionParams {
   includeUsage: boolean;
   user: string | undefined;
   poolSize: number | undefined;
+  /** nucleus (the frontend checks its range and the sampler it needs) */
+  topP: number | undefined;
+  /** CALM: each streamed chunk carries its pool frequency */
+  confidence: boolean;
   sampler: SamplerKind | undefined;
   promptPolicy: PromptPolicy | undefined;
   ignoreEos: boolean;
@@ -62,7 +66,8 @@ function prompts(v: unknown): (string | number[])[] {
 }
 
 const UNSUPPORTED: Record<string, string> = {
-  logprobs: 'logprobs are not available: a CALM model is likelihood-free and assigns no probability to tokens',
+  logprobs: 'logprobs are not available: a CALM model is likelihood-free and assigns no probability to tokens; ' +
+    '`confidence: true` (with stream: true, or on the WebSocket) returns each chunk\'s frequency in the sample pool instead',
   best_of: 'best_of ranks completions by likelihood, which a likelihood-free model does not have',
   suffix: 'suffix (insertion) is not supported',
   logit_bias: 'logit_bias needs token logits, which a CALM model does not produce',
@@ -94,7 +99,7 @@ export function routeModel<M extends { id: string }>(raw: unknown, models: reado
 }
 
 /** The completion's fields, for the model routeModel chose. */
-export function parseCompletion(raw: unknown, model: string, maxN: number): CompletionParams {
+export function parseCompletion(raw: unknown, model: string, maxN: number, ws = false): CompletionParams {
   const body = objectBody(raw);
   if (body.prompt === undefined) throw invalidRequest('prompt is required', 'prompt', 'missing_required_parameter');
   for (const [key, why] of Object.entries(UNSUPPORTED)) {
@@ -106,10 +111,7 @@ export function parseCompletion(raw: unknown, model: string, maxN: number): Comp
     const v = body[key];
     if (v !== undefined && v !== null && v !== 0) throw invalidRequest(`${key} is not supported (only 0)`, key, 'unsupported_parameter');
   }
-  const topP = body.top_p;
-  if (topP !== undefined && topP !== null && topP !== 1) {
-    throw invalidRequest('top_p is not supported: nucleus sampling needs token probabilities; use temperature (and pool_size) instead', 'top_p', 'unsupported_parameter');
-  }
+  const confidence = bool(body, 'confidence', false);
   const temperature = num(body, 'temperature') ?? 1;
   const stopRaw = body.stop;
   let stop: string[] = [];
@@ -122,6 +124,9 @@ export function parseCompletion(raw: unknown, model: string, maxN: number): Comp
   const stream = bool(body, 'stream', false);
   const includeUsage = so ? bool(so as Body, 'include_usage', false) : false;
   if (so && !stream) throw invalidRequest('stream_options is only allowed with stream: true', 'stream_options');
+  if (confidence && !stream && !ws) {
+    throw invalidRequest('confidence is returned on each streamed chunk: set stream: true (or use the WebSocket /v1/stream)', 'confidence');
+  }
   const user = body.user;
   if (user !== undefined && user !== null && typeof user !== 'string') throw invalidRequest('user must be a string', 'user', 'invalid_type');
   // sampler and prompt_policy are checked by the frontend with the other engine values
@@ -142,6 +147,8 @@ export function parseCompletion(raw: unknown, model: string, maxN: number): Comp
     includeUsage,
     user: typeof user === 'string' ? user : undefined,
     poolSize: num(body, 'pool_size'),
+    topP: num(body, 'top_p'),
+    confidence,
     sampler: (sampler ?? undefined) as SamplerKind | undefined,
     promptPolicy: (policy ?? undefined) as PromptPolicy | undefined,
     ignoreEos: bool(body, 'ignore_eos', false),
@@ -173,6 +180,8 @@ export function engineRequests(p: CompletionParams, idPrefix: string, input: Inp
         stop: p.stop,
         ...(p.seed !== undefined ? { seed: p.seed } : {}),
         ...(p.poolSize !== undefined ? { poolSize: p.poolSize } : {}),
+        ...(p.topP !== undefined ? { topP: p.topP } : {}),
+        ...(p.confidence ? { confidence: true } : {}),
         ...(p.sampler !== undefined ? { sampler: p.sampler } : {}),
         ...(p.promptPolicy !== undefined ? { promptPolicy: p.promptPolicy } : {}),
         ...(p.ignoreEos ? { ignoreEos: true } : {}),

@@ -39,6 +39,8 @@ export interface ChunkMessage {
   index: number;
   token_ids: number[];
   text: string;
+  /** with `confidence: true` (CALM): the chunk's frequency in its sample pool, its standard error, the pool size */
+  confidence?: { frequency: number; stderr: number; pool: number };
 }
 
 export interface DoneMessage {
@@ -204,7 +206,7 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
       try {
         model = routeModel(body, ctx.models);
         admit(model.generation, 1);
-        params = parseCompletion(body, model.id, ctx.config.maxN);
+        params = parseCompletion(body, model.id, ctx.config.maxN, true);
         if (params.echo) throw invalidRequest('echo is not supported on the WebSocket stream: the client has its prompt', 'echo', 'unsupported_parameter');
         requests = engineRequests(params, `${prefix}.${++generationSeq}-${id}`, model.engine.input, model.generation.capacity);
         admit(model.generation, requests.length);
@@ -222,7 +224,7 @@ export async function registerStreamRoute(app: FastifyInstance, ctx: ServerConte
       requests.forEach((req, index) => {
         const g = startGeneration(served.generation, req, (e) => {
           if (e.text.length === 0 && e.tokenIds.length === 0) return;
-          send({ type: 'chunk', id, index, token_ids: e.tokenIds, text: e.text });
+          send({ type: 'chunk', id, index, token_ids: e.tokenIds, text: e.text, ...(e.confidence ? { confidence: e.confidence } : {}) });
         });
         entry.generations.push(g);
         void g.finished.then((result) => {
