@@ -64,7 +64,7 @@ export interface Usage {
 export interface ChunkEvent {
   type: 'chunk';
   id: string;
-  /** the ids this step produced (K for CALM, 1 for AR; fewer when cut), PAD removed */
+  /** the ids this step produced (K for CALM, 1 for AR; fewer when cut): PAD removed, except with ignore_eos (every id counts) */
   tokenIds: number[];
   /** new text (may be '' while a character or a possible stop string is incomplete) */
   text: string;
