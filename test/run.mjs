@@ -3,7 +3,7 @@
 // The Python suite needs Debian's torch; without it this says so plainly and skips it, and CI
 // (.ci/run) installs it and requires it (CALM_REQUIRE_TOOLS, test/support/tools.mjs).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { chmodSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { skipWithout, TOOLS } from './support/tools.mjs';
@@ -29,6 +29,8 @@ const results = [];
 if (!only || only === 'ts') {
   // Emitting dist/ (not --noEmit): the README's examples run `npx calm`, which runs dist/cli.js.
   results.push(['typecheck and build', run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'])]);
+  // tsc writes files without the execute bit; `npx calm` runs dist/cli.js as the package's bin
+  chmodSync(join(root, 'dist/cli.js'), 0o755);
   const files = findTests(join(root, 'test')).sort();
   results.push(['typescript', run(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files])]);
   // The engine's tests once more with every graph on WebGPU (lavapipe where there is no GPU: minutes).
