@@ -192,7 +192,8 @@ test('the build runs the same npm commands as CI, and only scripts package.json 
   const build = runs.filter((r) => r.stage === 'build').map((r) => r.cmd);
   assert.ok(build.some((c) => /^npm ci\b/.test(c)), 'build: npm ci');
   assert.ok(build.includes('npm run build'), 'build: npm run build');
-  assert.equal(pkg.scripts.build, 'tsc -p tsconfig.json');
+  // the compiler, then the execute bit on the CLI (the package's bin, which `npx calm` runs)
+  assert.match(pkg.scripts.build, /^tsc -p tsconfig\.json && .*chmodSync\('dist\/cli\.js', 0o755\)/);
   const deps = runs.filter((r) => r.stage === 'deps').map((r) => r.cmd);
   assert.ok(deps.some((c) => /^npm ci --omit=dev --ignore-scripts\b/.test(c)), 'deps: production dependencies only');
   const cuda = runs.filter((r) => r.stage === 'cuda-deps').map((r) => r.cmd);
