@@ -117,4 +117,14 @@ describe('top_p for the token baseline (softmax)', () => {
     for (let i = 0; i < n; i++) plain[sampler.sample(logits, 1, rng, 1)]++;
     assert.ok(tv(plain.map((c) => c / n), P) < 0.01);
   });
+
+  test('ties at the boundary go to the lower ids; -Infinity logits are never sampled', () => {
+    const sampler = new SoftmaxSampler();
+    const rng = new Rng(3);
+    const logits = Float32Array.of(-Infinity, 0, 0, 0, 0, -Infinity);
+    const seen = new Set<number>();
+    for (let i = 0; i < 2000; i++) seen.add(sampler.sample(logits, 1, rng, 0.5));
+    assert.deepEqual([...seen].sort(), [1, 2], 'half the mass: the two lowest of four equal tokens');
+    for (let i = 0; i < 100; i++) assert.equal(sampler.sample(logits, 1, rng, 1e-300), 1, 'a tiny top_p keeps one token: the lowest id of the largest');
+  });
 });
