@@ -103,11 +103,8 @@ export class ModelRunner {
    * with a device pool the engine takes backboneLast.
    */
   async backbone(b: BackboneBatch): Promise<Float32Array> {
+    if (this.kv instanceof DeviceKvPool) throw new Error('ModelRunner.backbone: with a device pool, every position stays on the device; use backboneLast');
     const main = await this.call(b);
-    if (main.location !== 'cpu') {
-      main.dispose();
-      throw new Error('ModelRunner.backbone: with a device pool, every position stays on the device; use backboneLast');
-    }
     return asFloat(main.data as Float32Array | Uint16Array);
   }
 
@@ -122,6 +119,8 @@ export class ModelRunner {
     const width = main.dims[2]!;
     if (main.location === 'cpu') {
       const all = asFloat(main.data as Float32Array | Uint16Array);
+      // a decode call (one position per row) is its own last positions: no copy on the step's hot path
+      if (b.newLen === 1) return all;
       const last = new Float32Array(b.rows * width);
       for (let r = 0; r < b.rows; r++) last.set(all.subarray((r * b.newLen + b.valid[r]! - 1) * width, (r * b.newLen + b.valid[r]!) * width), r * width);
       return last;

@@ -58,6 +58,25 @@ for (const dir of [DEFAULT_MODEL_DIR, DEFAULT_AR_MODEL_DIR]) {
       const forked = await runner.backbone({ ids: seqA.subarray(6 * k, 7 * k), rows: 1, newLen: 1, pastLen: [6], valid: [1], blockTable: table([[13, 7]], 2), width: 2 });
       assert.ok(maxDiff(forked, fullA.subarray(6 * width, 7 * width)) < 1e-4);
     });
+
+    test('backboneLast gives each row its last valid position, for padded rows and for one-position calls', async () => {
+      const width = (m: { kind: string; hidden_size: number; vocab_size: number }) => (m.kind === 'calm' ? m.hidden_size : m.vocab_size);
+      const full = await setup(dir, 16);
+      const last = await setup(dir, 16);
+      const k = full.m.patch_size;
+      const w = width(full.m);
+      // two rows of a prefill call, 5 and 2 valid positions of newLen 5, into blocks 0-1 and 4
+      const prefill = { ids: ids(2 * 5 * k, 3, full.m.vocab_size), rows: 2, newLen: 5, pastLen: [0, 0], valid: [5, 2], blockTable: table([[0, 1], [4]], 2), width: 2 };
+      const all = await full.runner.backbone(prefill);
+      const got = await last.runner.backboneLast(prefill);
+      assert.equal(got.length, 2 * w);
+      assert.ok(maxDiff(got.subarray(0, w), all.subarray(4 * w, 5 * w)) === 0, 'row 0: position 4');
+      assert.ok(maxDiff(got.subarray(w, 2 * w), all.subarray((5 + 1) * w, (5 + 2) * w)) === 0, 'row 1: position 1 (padded after)');
+      // a decode call: one position per row
+      const step = { ids: ids(2 * k, 4, full.m.vocab_size), rows: 2, newLen: 1, pastLen: [5, 2], valid: [1, 1], blockTable: table([[0, 1], [4]], 2), width: 2 };
+      assert.ok(maxDiff(await last.runner.backboneLast(step), await full.runner.backbone(step)) === 0);
+      await assert.rejects(last.runner.backboneLast({ ...step, valid: [1, 0] }), /every row needs a valid position/);
+    });
   });
 }
 
