@@ -1,5 +1,6 @@
-// The output processor: turns a sampled chunk (or token) into what the client sees. PAD and
-// (with ignore_eos) EOS are cut, max_tokens is counted in tokens, the text is detokenized
+// The output processor: turns a sampled chunk (or token) into what the client sees. PAD is cut
+// and EOS ends the output (with ignore_eos both count as tokens and stay out of the text),
+// max_tokens is counted in tokens, the text is detokenized
 // incrementally and matched against the stop strings; the sequence's last chunk carries
 // everything still held back and its finish reason.
 import type { PoolConfidence } from '../sampling/chunks.js';
